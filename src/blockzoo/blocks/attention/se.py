@@ -1,0 +1,48 @@
+"""Squeeze-and-Excitation (Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507).
+
+SE: global average pooling -> FC(C, C/r) -> ReLU -> FC(C/r, C) -> sigmoid -> channel-wise rescale, r = 16.
+The paper uses fully-connected layers with biases and ``C // r`` hidden units (no rounding to multiples of 8, unlike
+timm's ``SEModule``); with these choices SE-ResNet-50 has exactly 28,088,024 parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from blockzoo import papers
+from blockzoo.registry import Claim, register_block
+
+GATES = {"sigmoid": torch.sigmoid, "hsigmoid": F.hardsigmoid}
+
+
+class SqueezeExcite(nn.Module):
+    """SE block. ``hidden`` overrides ``channels // reduction``; ``gate`` is ``sigmoid`` (paper) or ``hsigmoid``."""
+
+    def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid",
+                 act: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
+        self.hidden = hidden or max(1, channels // reduction)
+        self.fc1 = nn.Linear(channels, self.hidden)
+        self.act = act()
+        self.fc2 = nn.Linear(self.hidden, channels)
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3))                                   # squeeze: (N, C)
+        s = GATES[self.gate](self.fc2(self.act(self.fc1(s))))  # excitation
+        return x * s[:, :, None, None]
+
+
+@register_block(
+    "se", slot="attn", paper=papers.SENET, family="se",
+    summary="Squeeze-and-Excitation: GAP -> FC(C, C/16) -> ReLU -> FC -> sigmoid -> rescale",
+    claims=(Claim("SE-ResNet-50 has 28,088,024 parameters (ResNet-50 + 2,530,992)",
+                  "tests/test_models.py::test_param_counts"),
+            Claim("hidden size is C // r with r = 16", "tests/test_blocks.py::test_se_hidden_and_values")),
+    notes="Options: reduction (16), hidden, gate='sigmoid'|'hsigmoid'.",
+)
+def se(channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid") -> nn.Module:
+    return SqueezeExcite(channels, reduction=reduction, hidden=hidden, gate=gate)

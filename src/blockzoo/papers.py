@@ -1,0 +1,58 @@
+"""Bibliographic records of the papers blockzoo implements, shared by blocks and models.
+
+``id`` is the inventory id in ``shared/reference/papers.md`` (S001..S109); baselines the inventory does not list
+(ResNet, SENet, CBAM, non-local, BatchNorm ...) have ``id=None``. Block and model files cite these records in the
+registry; add a record here when a second file needs the same paper.
+"""
+from __future__ import annotations
+
+from blockzoo.registry import Paper
+
+# Baselines (not in the inventory)
+RESNET = Paper("Deep Residual Learning for Image Recognition", 2016, "CVPR", "1512.03385", authors="He et al.")
+RESNEXT = Paper("Aggregated Residual Transformations for Deep Neural Networks", 2017, "CVPR", "1611.05431",
+                authors="Xie et al.")
+SENET = Paper("Squeeze-and-Excitation Networks", 2018, "CVPR", "1709.01507", authors="Hu et al.")
+CBAM = Paper("CBAM: Convolutional Block Attention Module", 2018, "ECCV", "1807.06521", authors="Woo et al.")
+NONLOCAL = Paper("Non-local Neural Networks", 2018, "CVPR", "1711.07971", authors="Wang et al.")
+BATCHNORM = Paper("Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift", 2015,
+                  "ICML", "1502.03167", authors="Ioffe & Szegedy")
+GROUPNORM = Paper("Group Normalization", 2018, "ECCV", "1803.08494", authors="Wu & He")
+LAYERNORM = Paper("Layer Normalization", 2016, "arXiv", "1607.06450", authors="Ba et al.")
+GELU = Paper("Gaussian Error Linear Units (GELUs)", 2016, "arXiv", "1606.08415", authors="Hendrycks & Gimpel")
+SILU = Paper("Searching for Activation Functions", 2017, "arXiv", "1710.05941", authors="Ramachandran et al.")
+MOBILENETV3 = Paper("Searching for MobileNetV3", 2019, "ICCV", "1905.02244", authors="Howard et al.")
+ISQRTCOV = Paper("Towards Faster Training of Global Covariance Pooling Networks by Iterative Matrix Square Root "
+                 "Normalization", 2018, "CVPR", "1712.01034", authors="Li et al.")
+
+# Inventory papers (ids from papers.md)
+ECA = Paper("ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", 2020, "CVPR", "1910.03151",
+            id="S003", url="https://github.com/BangguWu/ECANet", authors="Wang et al.")
+GCP = Paper("What Deep CNNs Benefit from Global Covariance Pooling: An Optimization Perspective", 2020, "CVPR",
+            "2003.11241", id="S002", authors="Wang et al.")
+COORD = Paper("Coordinate Attention for Efficient Mobile Network Design", 2021, "CVPR", "2103.02907", id="S034",
+              url="https://github.com/Andrew-Qibin/CoordAttention", authors="Hou et al.")
+SCSE = Paper("Concurrent Spatial and Channel Squeeze & Excitation in Fully Convolutional Networks", 2018, "MICCAI",
+             "1803.02579", id="S061", authors="Roy et al.")
+GHOSTNETV2 = Paper("GhostNetV2: Enhance Cheap Operation with Long-Range Attention", 2022, "NeurIPS", "2211.12905",
+                   id="S042", authors="Tang et al.")
+SOFTMAX_FREE_NL = Paper("Rethinking Efficacy of Softmax for Lightweight Non-Local Neural Networks", 2022, "arXiv",
+                        "2207.13423", id="S092")
+SKNET = Paper("Selective Kernel Networks", 2019, "CVPR", "1903.06586", id="S097", url="https://github.com/implus/SKNet",
+              authors="Li et al.")
+RESATTNET = Paper("Residual Attention Network for Image Classification", 2017, "CVPR", "1704.06904", id="S105",
+                  authors="Wang et al.")
+MOBILENETV2 = Paper("MobileNetV2: Inverted Residuals and Linear Bottlenecks", 2018, "CVPR", "1801.04381", id="S071",
+                    authors="Sandler et al.")
+WRN = Paper("Wide Residual Networks", 2016, "BMVC", "1605.07146", id="S091",
+            url="https://github.com/szagoruyko/wide-residual-networks", authors="Zagoruyko & Komodakis")
+ELU = Paper("Fast and Accurate Deep Network Learning by Exponential Linear Units (ELUs)", 2016, "ICLR", "1511.07289",
+            id="S109", authors="Clevert et al.")
+CONVNEXT = Paper("A ConvNet for the 2020s", 2022, "CVPR", "2201.03545", id="S057", authors="Liu et al.")
+INCEPTIONNEXT = Paper("InceptionNeXt: When Inception Meets ConvNeXt", 2024, "CVPR", "2303.16900", id="S014",
+                      url="https://github.com/sail-sg/inceptionnext", authors="Yu et al.")
+HORNET = Paper("HorNet: Efficient High-Order Spatial Interactions with Recursive Gated Convolutions", 2022, "NeurIPS",
+               "2207.14284", id="S013", url="https://github.com/raoyongming/HorNet", authors="Rao et al.")
+UNIREPLKNET = Paper("UniRepLKNet: A Universal Perception Large-Kernel ConvNet for Audio, Video, Point Cloud, "
+                    "Time-Series and Image Recognition", 2024, "CVPR", "2311.15599", id="S084",
+                    url="https://github.com/AILab-CVC/UniRepLKNet", authors="Ding et al.")
