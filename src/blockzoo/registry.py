@@ -111,6 +111,11 @@ class ModelSpec:
     paper_macs: float | None = None              # MACs in the paper's table
     reference: dict[str, Any] = field(default_factory=dict)  # exact counts we test against (e.g. params at 3ch/10cls)
     notes: str = ""
+    test_size: int | None = None                 # input size for the registry-wide tests (default: min(64, paper))
+
+    @property
+    def small_size(self) -> int:
+        return self.test_size or min(64, self.input_size[1])
 
 
 @dataclass
@@ -220,6 +225,7 @@ def register_model(
     paper_macs: float | None = None,
     reference: dict[str, Any] | None = None,
     notes: str = "",
+    test_size: int | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a model constructor ``fn(num_classes=, in_chans=, **slots_and_kwargs)``."""
     for s in slots:
@@ -233,6 +239,7 @@ def register_model(
             name=name, fn=fn, family=family, paper=paper, summary=summary or (fn.__doc__ or "").strip().split("\n")[0],
             slots=dict(slots), input_size=tuple(input_size), num_classes=num_classes, claims=tuple(claims),
             paper_params=paper_params, paper_macs=paper_macs, reference=dict(reference or {}), notes=notes,
+            test_size=test_size,
         )
         return fn
 
@@ -448,6 +455,9 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         if k in spec.slots:
             bname, _ = parse_slot_value(kwargs[k])
             if isinstance(bname, str) and bname not in NONE_NAMES:
+                if not is_block(bname):
+                    raise UnknownNameError("block", bname, list_blocks(slot=k),
+                                           f" Blocks for the {k!r} slot of {name!r}: {', '.join(list_blocks(slot=k))}.")
                 bspec = get_block_spec(bname)
                 if bspec.slot != k:
                     raise IncompatibleBlockError(

@@ -1,3 +1,5 @@
-"""Block families. Importing this package registers every block (the registry does it lazily on first use)."""
-from blockzoo.blocks.common import layers  # noqa: F401
-from blockzoo.blocks import attention  # noqa: F401
+"""Block families: one file per paper or family under ``blocks/<family>/``. Every public submodule is imported (and so
+registers its blocks) when the registry is first used; files whose name starts with ``_`` are skipped."""
+from blockzoo._autoimport import import_submodules
+
+import_submodules(__name__)

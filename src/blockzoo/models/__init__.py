@@ -1,2 +1,5 @@
-"""Backbone families. Importing this package registers every model (the registry does it lazily on first use)."""
-from blockzoo.models import resnet, wrn  # noqa: F401
+"""Backbone families: one file per family. Every public submodule is imported (and so registers its models) when the
+registry is first used; files whose name starts with ``_`` are skipped."""
+from blockzoo._autoimport import import_submodules
+
+import_submodules(__name__)

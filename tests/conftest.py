@@ -1,0 +1,14 @@
+import os
+
+import pytest
+import torch
+
+# The suite runs on 2-core CI machines: one intra-op thread keeps parallel test workers and the rest of the machine
+# responsive, and makes timings irrelevant to correctness.
+torch.set_num_threads(int(os.environ.get("BLOCKZOO_TEST_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,143 @@
+"""Registry-wide checks, parametrised over every registered block and model (never a hand-kept list).
+
+Blocks: output shape, backward with every parameter receiving a gradient, no NaN, batch size 1, non-square input,
+eval-mode determinism, bf16 autocast forward. Models: the same at a small input, plus every block of every slot the
+model declares, in the smallest model of each family ("runs in every backbone whose slot accepts it").
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from blockzoo import create_block, create_model, list_blocks, list_models
+from blockzoo.registry import get_block_spec, get_model_spec
+
+C, H, W = 32, 12, 10
+BIG = 30e6  # models above this many parameters only run in the slow suite
+
+
+def _block_io(name: str, batch: int = 2):
+    spec = get_block_spec(name)
+    x = torch.randn(batch, C, H, W)
+    if spec.slot == "act":
+        return create_block(name), (x,), lambda y: y.shape == x.shape
+    if spec.slot == "conv":
+        m = create_block(name, C, out_channels=48, stride=2)
+        return m, (x,), lambda y: y.shape == (batch, 48, H // 2, W // 2)
+    if spec.slot == "head":
+        m = create_block(name, C)
+        return m, (x,), lambda y: y.shape == (batch, m.out_features)
+    if spec.slot == "connection":
+        return create_block(name, C), (x, torch.randn_like(x)), lambda y: y.shape == x.shape
+    kw = {"input_resolution": (H, W)} if spec.requires.fixed_resolution else {}
+    m = create_block(name, C, **kw)
+    return m, (x,), (lambda y: y.shape == x.shape) if spec.requires.keeps_channels else (lambda y: y.shape[0] == batch)
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_block(name):
+    m, args, shape_ok = _block_io(name)
+    args = tuple(a.requires_grad_() for a in args)  # parameter-free blocks must still pass gradients through
+    m.train()
+    y = m(*args)
+    assert shape_ok(y), f"{name}: bad output shape {tuple(y.shape)}"
+    assert torch.isfinite(y).all()
+    (y.float() * torch.randn_like(y.float())).sum().backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: parameters without gradient: {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    assert all(a.grad is not None and torch.isfinite(a.grad).all() for a in args), f"{name}: no input gradient"
+    args = tuple(a.detach() for a in args)
+    m.eval()
+    with torch.no_grad():
+        m1, args1, shape1 = _block_io(name, batch=1)
+        m1.eval()
+        y1 = m1(*args1)
+        assert shape1(y1) and torch.isfinite(y1).all(), f"{name}: batch size 1 failed"
+        assert torch.equal(m(*args), m(*args)), f"{name}: eval mode is not deterministic"
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yb = m(*args)
+        assert shape_ok(yb) and torch.isfinite(yb.float()).all(), f"{name}: bf16 autocast failed"
+
+
+@functools.lru_cache(maxsize=None)
+def _params_meta(name: str) -> int:
+    with torch.device("meta"):
+        m = create_model(name)
+    return sum(p.numel() for p in m.parameters())
+
+
+def _model_marks(name):
+    return [pytest.mark.slow] if _params_meta(name) > BIG else []
+
+
+def _run_model(name: str, batch: int = 2, in_chans: int = 1, **slots):
+    spec = get_model_spec(name)
+    s = spec.small_size
+    m = create_model(name, num_classes=7, in_chans=in_chans, img_size=s, **slots) if _accepts_img_size(name) else \
+        create_model(name, num_classes=7, in_chans=in_chans, **slots)
+    x = torch.randn(batch, in_chans, s, s)
+    return m, x
+
+
+@functools.lru_cache(maxsize=None)
+def _accepts_img_size(name: str) -> bool:
+    import inspect
+    fn = get_model_spec(name).fn
+    sig = inspect.signature(fn)
+    return "img_size" in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_model_marks(n)) for n in list_models()])
+def test_model(name):
+    m, x = _run_model(name)
+    m.train()
+    y = m(x)
+    assert y.shape == (2, 7) and torch.isfinite(y).all()
+    y.sum().backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: parameters without gradient: {missing[:10]}"
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m(x[:1]), m(x[:1]))
+        f = m.forward_features(x)
+        assert f.shape[1] == m.num_features
+        assert m.forward_head(f, pre_logits=True).shape == (2, m.head_hidden_size)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.isfinite(m(x).float()).all()
+        xr = torch.randn(1, 1, x.shape[2], x.shape[3] - x.shape[3] // 8)   # non-square
+        assert m(xr).shape == (1, 7)
+
+
+def _family_representatives() -> dict[str, str]:
+    best: dict[str, tuple[int, str]] = {}
+    for n in list_models():
+        fam = get_model_spec(n).family
+        p = _params_meta(n)
+        if fam not in best or p < best[fam][0]:
+            best[fam] = (p, n)
+    return {f: n for f, (_, n) in best.items()}
+
+
+def _slot_cases():
+    cases = []
+    for fam, model in sorted(_family_representatives().items()):
+        spec = get_model_spec(model)
+        for slot, default in spec.slots.items():
+            if slot in ("connection",):
+                continue
+            for blk in list_blocks(slot=slot):
+                if blk != default and not blk.startswith("_"):
+                    cases.append(pytest.param(model, slot, blk, id=f"{model}-{slot}={blk}"))
+    return cases
+
+
+@pytest.mark.parametrize("model,slot,block", _slot_cases())
+def test_block_in_backbone(model, slot, block):
+    m, x = _run_model(model, **{slot: block})
+    m.train()
+    y = m(x)
+    assert y.shape == (2, 7) and torch.isfinite(y).all()
+    y.sum().backward()
