@@ -1,0 +1,300 @@
+"""``blockzoo compare``: train every variant x seed with the same budget and recipe, then write the leaderboard.
+
+A *variant* is one assignment of slot values (``--vary attn=none,se,eca`` gives three; several ``--vary`` flags give
+their Cartesian product). The first variant is the baseline. Every run uses the same training subset, test set, recipe
+and seed list, so the per-seed accuracy differences to the baseline are *paired* samples; the leaderboard reports
+their mean, std and a paired two-sided t-test p-value (small seed counts make these tests weak: read them as such).
+
+Outputs in ``out_dir``: ``leaderboard.md``, ``leaderboard.csv``, ``results.json`` and ``tradeoff.png`` (test accuracy
+vs MACs and vs latency, error bars = std over seeds), plus one run directory per variant x seed under ``runs/``
+(the trainer's metrics.jsonl, result.json and checkpoints). An interrupted compare, started again with the same
+arguments, skips finished runs and resumes the unfinished one from its last checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import itertools
+import json
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from blockzoo.registry import BlockzooError, create_model, get_model_spec, parse_slot_value
+from blockzoo.report.stats import mean_std, paired_ttest
+
+__all__ = ["CompareConfig", "parse_vary", "expand_variants", "variant_label", "run_compare", "write_reports"]
+
+
+@dataclass
+class CompareConfig:
+    model: str = "resnet20"
+    vary: dict[str, list[str]] = field(default_factory=lambda: {"attn": ["none", "se", "eca", "coord", "scse"]})
+    fixed: dict[str, str] = field(default_factory=dict)      # --set slot=value applied to every variant
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out_dir: str = "runs/compare"
+    train: dict[str, Any] = field(default_factory=dict)      # TrainConfig fields shared by every run
+    latency_batch: int = 1
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _split_top(s: str) -> list[str]:
+    """Split on commas that are not inside parentheses: ``se(reduction=8,gate=sigmoid),eca`` -> 2 items."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def parse_vary(items: list[str]) -> dict[str, list[str]]:
+    """``["attn=none,se,eca"]`` -> ``{"attn": ["none", "se", "eca"]}``."""
+    vary: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise BlockzooError(f"--vary expects SLOT=v1,v2,... (e.g. attn=none,se,eca), got {item!r}")
+        slot, vals = item.split("=", 1)
+        values = _split_top(vals)
+        if not values:
+            raise BlockzooError(f"--vary {item!r} lists no values")
+        vary[slot.strip()] = values
+    return vary
+
+
+def expand_variants(vary: dict[str, list[str]]) -> list[dict[str, str]]:
+    keys = list(vary)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(vary[k] for k in keys))]
+
+
+def variant_label(v: dict[str, str]) -> str:
+    return ",".join(f"{k}={val}" for k, val in v.items())
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", s)
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _profile_variant(model_name: str, slots: dict[str, str], in_chans: int, num_classes: int,
+                     image_size: tuple[int, int], latency_batch: int) -> dict[str, Any]:
+    from blockzoo.profile import profile
+
+    kw = dict(slots)
+    try:
+        m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **kw)
+    except TypeError:
+        m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, **kw)
+    rep = profile(m, (in_chans, *image_size), batch_size=latency_batch, train_step=False, memory=False,
+                  min_time_s=0.3, name=model_name)
+    lat = rep.latency_ms or {}
+    return {"params": rep.params, "macs": rep.macs, "latency_ms": lat.get("median"), "latency_iqr_ms": lat.get("iqr"),
+            "latency_batch": latency_batch, "latency_threads": lat.get("threads"),
+            "uncounted_ops": rep.uncounted_ops}
+
+
+def run_compare(cfg: CompareConfig, *, console: Any = None,
+                on_run_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the comparison and write the reports; returns the results dict (also results.json)."""
+    from blockzoo.data import load_dataset
+    from blockzoo.train import TrainConfig, train
+
+    spec = get_model_spec(cfg.model)
+    for slot in list(cfg.vary) + list(cfg.fixed):
+        if slot not in spec.slots:
+            raise BlockzooError(f"model {cfg.model!r} has no {slot!r} slot; its slots are: {', '.join(spec.slots)}")
+    variants = expand_variants(cfg.vary)
+    if not variants:
+        raise BlockzooError("nothing to compare: give at least one --vary SLOT=v1,v2")
+    # Validate every variant by building it before spending any training time.
+    for v in variants:
+        for slot, val in {**cfg.fixed, **v}.items():
+            parse_slot_value(val)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base_train = TrainConfig(model=cfg.model, **cfg.train)
+    base_train.validate()
+    train_set = load_dataset(base_train.data, "train", data_dir=base_train.data_dir, subset=base_train.subset, seed=0)
+    test_set = load_dataset(base_train.data, "test", data_dir=base_train.data_dir)
+    in_chans, num_classes, image_size = train_set.in_chans, train_set.num_classes, tuple(train_set.image_size)
+
+    results: dict[str, Any] = {
+        "config": cfg.to_dict(), "machine": _machine(), "model": cfg.model, "data": base_train.data,
+        "train_images": len(train_set), "test_images": len(test_set), "image_size": list(image_size),
+        "started": _dt.datetime.now().isoformat(timespec="seconds"), "variants": [],
+    }
+    profiles: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        slots = {**cfg.fixed, **v}
+        profiles[variant_label(v)] = _profile_variant(cfg.model, slots, in_chans, num_classes, image_size,
+                                                      cfg.latency_batch)
+    runs: dict[str, dict[int, dict[str, Any]]] = {variant_label(v): {} for v in variants}
+    # seed-major order: an interrupted compare still has every variant at the first seeds
+    for seed in cfg.seeds:
+        for v in variants:
+            label = variant_label(v)
+            run_dir = out / "runs" / _safe(label) / f"seed{seed}"
+            done = run_dir / "result.json"
+            if done.exists():
+                try:
+                    runs[label][seed] = json.loads(done.read_text())
+                    continue
+                except json.JSONDecodeError:
+                    pass  # torn file: re-run (resumes from the checkpoint)
+            tcfg = dataclasses.replace(base_train, slots={**cfg.fixed, **v}, seed=seed, out_dir=str(run_dir),
+                                       resume=True)
+            if console is not None:
+                console.print(f"[bold]compare[/] {cfg.model} {label} seed {seed}")
+            res = train(tcfg, train_set=train_set, test_set=test_set, console=console)
+            runs[label][seed] = res
+            if on_run_end is not None:
+                on_run_end(res)
+    for v in variants:
+        label = variant_label(v)
+        rows = runs[label]
+        accs = [float(rows[s]["final_test_acc"]) for s in cfg.seeds if s in rows]
+        times = [float(rows[s].get("train_time_s", float("nan"))) for s in cfg.seeds if s in rows]
+        ips = [float(rows[s].get("img_per_s") or float("nan")) for s in cfg.seeds if s in rows]
+        m, sd = mean_std(accs)
+        results["variants"].append({
+            "label": label, "slots": v, **profiles[label], "seeds": [s for s in cfg.seeds if s in rows],
+            "test_acc": accs, "test_acc_mean": m, "test_acc_std": sd,
+            "test_acc_min": min(accs) if accs else None, "test_acc_max": max(accs) if accs else None,
+            "train_time_s_mean": mean_std(times)[0], "train_img_per_s_mean": mean_std(ips)[0],
+        })
+    base = results["variants"][0]
+    for row in results["variants"]:
+        a = {s: acc for s, acc in zip(row["seeds"], row["test_acc"])}
+        b = {s: acc for s, acc in zip(base["seeds"], base["test_acc"])}
+        common = [s for s in cfg.seeds if s in a and s in b]
+        test = paired_ttest([a[s] for s in common], [b[s] for s in common])
+        row["vs_baseline"] = test.to_dict()
+    results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
+    results["budget"] = {k: getattr(base_train.resolved(), k) for k in (
+        "data", "subset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "label_smoothing",
+        "precision", "channels_last", "augment")}
+    results["budget"]["seeds"] = list(cfg.seeds)
+    write_reports(results, out)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------------- reports
+def _fmt_pct(x: float | None, nd: int = 2) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.{nd}f}"
+
+
+def leaderboard_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    base_label = results["variants"][0]["label"]
+    for r in sorted(results["variants"], key=lambda r: -(r["test_acc_mean"] if r["test_acc_mean"] == r[
+            "test_acc_mean"] else -1)):
+        vb = r["vs_baseline"]
+        rows.append({
+            "variant": r["label"] + (" (baseline)" if r["label"] == base_label else ""),
+            "params": r["params"], "MACs (M)": f"{r['macs'] / 1e6:.2f}",
+            f"latency ms (bs{r['latency_batch']})": "n/a" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}",
+            "train s/run": f"{r['train_time_s_mean']:.1f}", "train img/s": f"{r['train_img_per_s_mean']:.0f}",
+            "test acc % (mean ± std)": f"{_fmt_pct(r['test_acc_mean'])} ± {_fmt_pct(r['test_acc_std'])}",
+            "min–max %": f"{_fmt_pct(r['test_acc_min'])}–{_fmt_pct(r['test_acc_max'])}",
+            "n": len(r["test_acc"]),
+            "Δ vs baseline (pp)": "—" if r["label"] == base_label else
+            f"{100 * vb['mean_diff']:+.2f} ± {100 * vb['std_diff']:.2f}",
+            "paired p": "—" if r["label"] == base_label or vb["p_value"] is None else f"{vb['p_value']:.3f}",
+        })
+    return rows
+
+
+def write_reports(results: dict[str, Any], out: Path) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "results.json", json.dumps(results, indent=2, default=str))
+    rows = leaderboard_rows(results)
+    with open(out / "leaderboard.csv.tmp", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(out / "leaderboard.csv.tmp", out / "leaderboard.csv")
+    b, mach = results["budget"], results["machine"]
+    head = [
+        f"# blockzoo compare: {results['model']} on {results['data']}",
+        "",
+        f"- Budget: {b['epochs']} epochs on {results['train_images']} training images "
+        f"({'subset' if b['subset'] else 'full set'}), test on {results['test_images']} images, "
+        f"{results['image_size'][0]}x{results['image_size'][1]} px; seeds {b['seeds']}.",
+        f"- Recipe: {b['optimizer']} lr {b['lr']:g}, wd {b['weight_decay']:g}, {b['schedule']} schedule, "
+        f"label smoothing {b['label_smoothing']}, batch {b['batch_size']}, precision {b['precision']}, "
+        f"channels_last {b['channels_last']}, augmentation {'crop+flip' if b['augment'] else 'none'}.",
+        f"- Machine: {mach['cpu']}, {mach['threads']} threads, torch {mach['torch']}"
+        + (f", GPU {mach['cuda']}" if mach.get("cuda") else "") + ".",
+        "- Accuracy: final-epoch test accuracy, mean ± sample std over seeds. Δ: paired difference to the baseline "
+        "over the same seeds; p: two-sided paired t-test (weak with few seeds).",
+        "- MACs: multiply-accumulates per image at the training resolution (FLOPs = 2 x MACs), counted with "
+        "blockzoo.profile (torch FlopCounterMode formulas). Latency: median forward time in eval mode, fp32, after "
+        "warm-up. train s/run: training time per run, evaluation excluded.",
+    ]
+    if results["config"].get("command"):
+        head.append(f"- Command: `{results['config']['command']}`")
+    head += ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    head += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+    _atomic_text(out / "leaderboard.md", "\n".join(head) + "\n")
+    plot_tradeoff(results, out / "tradeoff.png")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def plot_tradeoff(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vs = results["variants"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for ax, key, xlabel in ((axes[0], "macs", "MACs per image (M)"), (axes[1], "latency_ms", "forward latency (ms)")):
+        for r in vs:
+            x = r[key] / 1e6 if key == "macs" else r[key]
+            if x is None:
+                continue
+            ax.errorbar(x, 100 * r["test_acc_mean"], yerr=100 * r["test_acc_std"], fmt="o", capsize=4)
+            ax.annotate(r["label"], (x, 100 * r["test_acc_mean"]), textcoords="offset points", xytext=(5, 5),
+                        fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    b = results["budget"]
+    fig.suptitle(f"{results['model']} on {results['data']}: {b['epochs']} epochs, {results['train_images']} images, "
+                 f"{len(b['seeds'])} seeds (error bars: std)", fontsize=10)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
