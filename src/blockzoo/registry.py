@@ -432,6 +432,13 @@ def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotCont
             f"pass img_size= to create_model.")
     if slot == "act":
         return create_block(name, **kw)
+    out_ch = kw.get("out_channels")
+    if req.keeps_channels and out_ch is not None and channels is not None and out_ch != channels:
+        raise IncompatibleBlockError(
+            f"{name!r} keeps the channel count, but {where} maps {channels} -> {out_ch} channels. "
+            f"Use a block that can change channels there (e.g. conv3x3).")
+    if not req.stride and kw.get("stride", 1) != 1 and slot == "conv":
+        raise IncompatibleBlockError(f"{name!r} has no stride, but {where} needs stride {kw['stride']}.")
     try:
         return create_block(name, channels, **kw)
     except IncompatibleBlockError as e:
