@@ -1,0 +1,354 @@
+"""Residual Attention Networks (Wang et al., "Residual Attention Network for Image Classification", CVPR 2017,
+arXiv:1704.06904; inventory S105), following the authors' Caffe prototxts (fwang91/residual-attention-network,
+``imagenet_model/Attention-56-deploy.prototxt``) where the paper leaves details open.
+
+Attention module (hyper-parameters p, t, r; the paper uses p = 1, t = 2, r = 1)::
+
+    x  = p pre-processing residual units (input)
+    T  = t trunk residual units (x)
+    M  = soft-mask branch (x)                    in (0, 1), same shape as T
+    H  = p post-processing residual units ((1 + M) * T)     # attention residual learning
+
+Residual units are pre-activation bottlenecks (He et al., "Identity Mappings in Deep Residual Networks"): ``x + conv1x1
+(act(norm(conv3x3(act(norm(conv1x1(act(norm(x)))))))))`` with bottleneck width C_out / 4; when the width or stride
+changes the shortcut is a 1x1 conv (stride s) of the *pre-activated* input, as in the prototxt.
+
+Soft-mask branch with ``downsamples = n`` (bottom-up top-down, an hourglass):
+bottom-up: n times [3x3/2 max-pool -> r units], keeping the output d_i of each level; the lowest level gets r more
+units (2r in all, as in the prototxt); top-down: for the levels i = n-1 .. 1, bilinearly interpolate to the *exact* size
+of d_i, add a skip-connection residual unit applied to d_i, then r units; finally interpolate to the trunk's size and
+apply ``norm-act-conv1x1-norm-act-conv1x1-sigmoid``. So a module with n down-samplings has n - 1 skip connections
+(the prototxt: stage 1 pools 3 times (56 -> 28 -> 14 -> 7) with skips at 28 and 14; stage 2 pools twice with a skip
+at 14; stage 3 pools once, no skip). Details from the prototxt: max-pool 3x3 stride 2 (we pad 1, which gives the same
+56/28/14/7 sizes as Caffe's ceil-mode pooling and works on any size); interpolation with Caffe's ``Interp`` layer,
+i.e. ``align_corners=True`` (option ``align_corners``); both mask 1x1 convs have no bias (option ``mask_bias``).
+Interpolating to the exact skip/trunk size makes the module work on any input size, odd and non-square included.
+
+Networks:
+
+- ``resattnet56`` / ``resattnet92`` (ImageNet, paper Table 2): 7x7/2 conv (64) -> BN-ReLU -> 3x3/2 max-pool; stage 1
+  (56x56, width 256): 1 unit + m1 modules (3 down-samplings); stage 2 (28x28, 512): 1 stride-2 unit + m2 modules (2);
+  stage 3 (14x14, 1024): 1 stride-2 unit + m3 modules (1); stage 4 (7x7, 2048): 3 units, the first with stride 2;
+  BN-ReLU, global average pooling, FC. (m1, m2, m3) = (1, 1, 1) for Attention-56 and (1, 2, 3) for Attention-92.
+  Parameters at 1000 classes / MACs at 224 px: Attention-56 31,810,728 / 6.27 G (paper 31.9M / 6.3 G: -0.3% /
+  -0.5%); Attention-92 52,466,344 / 10.53 G (paper 51.3M / 10.4 G: +2.3% / +1.3%). The Attention-92 gap is in the
+  paper's table, not in the layout: the official ``model/Attention-92-deploy.prototxt`` is built from the same units
+  as the Attention-56 one, with 2 and 3 modules in stages 2 and 3 (its modules, transitions and stage 4 were read for
+  this port), which is what we build; we keep it and record the paper's numbers as ``paper_params`` /
+  ``paper_macs``. That prototxt gates the mask with tanh instead of sigmoid (``gate="tanh"``; the paper and the
+  Attention-56 prototxt use sigmoid, our default).
+- ``resattnet56_cifar`` / ``resattnet92_cifar`` (32 px, the paper's CIFAR experiments): the paper gives their depths
+  (36m + 20 weighted layers with m modules per stage and p, t, r = 1, 2, 1) and Attention-92's size (1.9M
+  parameters, in its CIFAR comparison table) but no layout. We use a 3x3 stem with 16 channels and the widths of
+  ResNet-164 (the baseline it is compared with): stages of width 64/128/256 at 32/16/8 px (bottleneck width / 4),
+  m modules in every stage (m = 1: 56 layers, m = 2: 92) with 3/2/1 mask levels as on ImageNet, one unit before the
+  modules (stride 2 in stages 2-3) and one after. Attention-92 then has 1,841,242 parameters at 10 classes (paper
+  1.9M, -3%; the ImageNet split (1, 2, 3) of modules would give 2.33M). ``img_size``/``in_chans`` make them run on
+  28 px Fashion-MNIST (masks 28->14->7->4 etc.).
+
+Slots: ``attn`` (on the residual branch of every trunk residual unit -- pre/trunk/post units of the modules and the
+stage units -- before the addition; the mask branch's units never get it), ``norm``, ``act``, ``head``.
+
+The module is also registered as a block, ``resattn`` (``attn`` slot): by default with p = t = 0, i.e. the soft-mask
+branch applied as attention residual learning to the host's features, ``(1 + M(x)) * x`` (the host's residual branch
+plays the trunk); ``p=1, t=2`` gives the paper's full module.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from blockzoo import papers
+from blockzoo.blocks.common.layers import make_act, make_norm
+from blockzoo.models.base import Backbone, init_weights, out_size, to_size
+from blockzoo.registry import Claim, Requires, SlotContext, build_slot, register_block, register_model
+
+__all__ = ["PreActBottleneck", "SoftMaskBranch", "ResidualAttentionModule", "ResidualAttentionNet",
+           "resattnet56", "resattnet92", "resattnet56_cifar", "resattnet92_cifar"]
+
+SLOTS = {"attn": "none", "norm": "bn", "act": "relu", "head": "avg"}
+GATES = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
+CtxFn = Callable[[str], SlotContext]
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck residual unit; ``attn`` acts on the branch before the addition."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, norm="bn", act="relu", attn="none",
+                 ctx: SlotContext | None = None):
+        super().__init__()
+        mid = out_channels // 4
+        if mid < 1:
+            raise ValueError(f"a bottleneck unit needs at least 4 output channels (width C/4), got {out_channels}")
+        self.norm1, self.act1 = make_norm(norm, in_channels), make_act(act)
+        self.conv1 = nn.Conv2d(in_channels, mid, 1, bias=False)
+        self.norm2, self.act2 = make_norm(norm, mid), make_act(act)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False)
+        self.norm3, self.act3 = make_norm(norm, mid), make_act(act)
+        self.conv3 = nn.Conv2d(mid, out_channels, 1, bias=False)
+        self.attn = build_slot("attn", attn, out_channels, ctx)
+        self.shortcut = (nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+                         if stride != 1 or in_channels != out_channels else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act1(self.norm1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.act2(self.norm2(out)))
+        out = self.conv3(self.act3(self.norm3(out)))
+        return (x if self.shortcut is None else self.shortcut(pre)) + self.attn(out)
+
+
+def _units(n: int, channels: int, norm, act, attn="none", ctx_fn: CtxFn | None = None, name: str = "") -> nn.Module:
+    return nn.Sequential(*[PreActBottleneck(channels, channels, norm=norm, act=act, attn=attn,
+                                            ctx=ctx_fn(f"{name}.{i}.attn") if ctx_fn else None) for i in range(n)])
+
+
+class SoftMaskBranch(nn.Module):
+    """Bottom-up top-down soft mask: ``downsamples`` max-pool levels, ``downsamples - 1`` skip connections, bilinear
+    interpolation to the exact size of each skip (and finally of the input), two 1x1 convs and a sigmoid."""
+
+    def __init__(self, channels: int, downsamples: int = 1, r: int = 1, *, norm="bn", act="relu", bias: bool = False,
+                 align_corners: bool = True, gate: str = "sigmoid"):
+        super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
+        if downsamples < 1:
+            raise ValueError(f"the soft-mask branch needs downsamples >= 1, got {downsamples}")
+        if r < 1:
+            raise ValueError(f"r (residual units between poolings) must be >= 1, got {r}")
+        self.downsamples, self.align_corners, self.gate = downsamples, align_corners, gate
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.down = nn.ModuleList([_units(r, channels, norm, act) for _ in range(downsamples)])
+        self.skips = nn.ModuleList([_units(1, channels, norm, act) for _ in range(downsamples - 1)])
+        self.up = nn.ModuleList([_units(r, channels, norm, act) for _ in range(downsamples)])  # up[-1]: lowest level
+        self.out = nn.Sequential(
+            make_norm(norm, channels), make_act(act), nn.Conv2d(channels, channels, 1, bias=False),
+            make_norm(norm, channels), make_act(act), nn.Conv2d(channels, channels, 1, bias=bias))
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        return self.out[-1]
+
+    def _resize(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] == like.shape[-2:]:
+            return x
+        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, y = [], x
+        for down in self.down:                       # bottom-up
+            y = down(self.pool(y))
+            feats.append(y)
+        y = self.up[-1](y)                           # the r extra units at the lowest resolution
+        for i in range(self.downsamples - 2, -1, -1):  # top-down with skip connections
+            y = self.up[i](self._resize(y, feats[i]) + self.skips[i](feats[i]))
+        return GATES[self.gate](self.out(self._resize(y, x)))
+
+
+class ResidualAttentionModule(nn.Module):
+    """Attention module: ``post((1 + M(x')) * trunk(x'))`` with ``x' = pre(x)`` (attention residual learning).
+
+    ``p`` pre-/post-processing units, ``t`` trunk units, ``r`` units between poolings, ``downsamples`` pooling levels
+    of the mask. ``p = t = 0`` gives the plain plug-in form ``(1 + M(x)) * x``. ``zero_init_mask`` zeroes the mask's
+    last conv so that the module starts as ``1.5 * T(x)`` (M = sigmoid(0) = 0.5 everywhere).
+    """
+
+    def __init__(self, channels: int, downsamples: int = 1, *, p: int = 1, t: int = 2, r: int = 1, norm="bn",
+                 act="relu", attn="none", mask_bias: bool = False, zero_init_mask: bool = False,
+                 align_corners: bool = True, gate: str = "sigmoid", ctx_fn: CtxFn | None = None):
+        super().__init__()
+        if p < 0 or t < 0:
+            raise ValueError(f"p and t must be >= 0, got p={p}, t={t}")
+        self.zero_init_mask = zero_init_mask
+        self.pre = _units(p, channels, norm, act, attn, ctx_fn, "pre")
+        self.trunk = _units(t, channels, norm, act, attn, ctx_fn, "trunk")
+        self.mask = SoftMaskBranch(channels, downsamples, r, norm=norm, act=act, bias=mask_bias,
+                                   align_corners=align_corners, gate=gate)
+        self.post = _units(p, channels, norm, act, attn, ctx_fn, "post")
+        if zero_init_mask:
+            self.init_weights()
+
+    def init_weights(self) -> None:
+        if self.zero_init_mask:
+            nn.init.zeros_(self.mask.last_conv.weight)
+            if self.mask.last_conv.bias is not None:
+                nn.init.zeros_(self.mask.last_conv.bias)
+
+    def soft_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask M (values in (0, 1), the trunk's shape) for the module input ``x``."""
+        return self.mask(self.pre(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        trunk = self.trunk(x)
+        return self.post((1 + self.mask(x)) * trunk)
+
+
+@register_block(
+    "resattn", slot="attn", paper=papers.RESATTNET, family="resattnet",
+    summary="Residual attention: hourglass soft mask M (max-pool down, bilinear up, skips, sigmoid), (1 + M(x)) * x",
+    requires=Requires(min_channels=4),
+    claims=(Claim("attention residual learning: with the mask's last conv zeroed, M = 0.5 and H = 1.5 * T(x)",
+                  "tests/test_resattnet.py::test_zero_mask_gives_one_and_a_half_trunk"),
+            Claim("soft mask values lie in (0, 1) and have the trunk's shape, on odd and non-square inputs too",
+                  "tests/test_resattnet.py::test_mask_range_and_odd_sizes")),
+    notes="Options: downsamples (2; max-pool levels of the mask, skips at all but the lowest), p (0) and t (0): "
+          "pre/post and trunk residual units (p=1, t=2 is the paper's full module), r (1), gate ('sigmoid' as in the "
+          "paper, 'tanh' as in the official Attention-92 prototxt), mask_bias (False, as the prototxts), "
+          "zero_init_mask (False), align_corners (True, Caffe Interp), norm, act. Needs C >= 4 (bottleneck width C/4).",
+)
+def resattn(channels: int, downsamples: int = 2, p: int = 0, t: int = 0, r: int = 1, norm="bn", act="relu",
+            gate: str = "sigmoid", mask_bias: bool = False, zero_init_mask: bool = False,
+            align_corners: bool = True) -> nn.Module:
+    return ResidualAttentionModule(channels, downsamples, p=p, t=t, r=r, norm=norm, act=act, gate=gate,
+                                   mask_bias=mask_bias, zero_init_mask=zero_init_mask, align_corners=align_corners)
+
+
+# ------------------------------------------------------------------------------------------------------- networks
+class ResidualAttentionNet(Backbone):
+    """Stem + stages of (units before, attention modules, units after) + final norm-act + head.
+
+    ``stages``: one tuple ``(width, stride, modules, downsamples, units_before, units_after)`` per stage; the first
+    unit before the modules carries the stride and the width change.
+    """
+
+    def __init__(self, stages: tuple[tuple[int, int, int, int, int, int], ...], *, num_classes: int = 1000,
+                 in_chans: int = 3, stem: str = "imagenet", stem_width: int = 64,
+                 img_size: int | tuple[int, int] | None = None, p: int = 1, t: int = 2, r: int = 1,
+                 gate: str = "sigmoid", mask_bias: bool = False, zero_init_mask: bool = False,
+                 align_corners: bool = True, drop_rate: float = 0.0, model_name: str = "resattnet", attn="none",
+                 norm="bn", act="relu", head="avg"):
+        super().__init__()
+        self.model_name, self.in_chans = model_name, in_chans
+        feat = to_size(img_size)
+        if stem == "imagenet":
+            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 7, 2, 3, bias=False), make_norm(norm, stem_width),
+                                      make_act(act), nn.MaxPool2d(3, 2, 1))
+            feat = out_size(out_size(feat, 2, 7), 2, 3)
+        elif stem in ("cifar", "small"):
+            self.stem = nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False)
+        else:
+            raise ValueError(f"stem must be 'imagenet' (7x7/2 conv + max-pool) or 'cifar'/'small' (3x3 conv), "
+                             f"got {stem!r}")
+        chans, layers = stem_width, []
+        for si, (width, stride, n_mod, n_down, n_before, n_after) in enumerate(stages):
+            blocks: list[nn.Module] = []
+            for j in range(n_before):
+                s = stride if j == 0 else 1
+                blocks.append(PreActBottleneck(chans, width, s, norm=norm, act=act, attn=attn,
+                                               ctx=self.ctx(f"stage{si + 1}.pre{j}.attn", out_size(feat, s))))
+                feat, chans = out_size(feat, s), width
+            if n_mod and chans != width:
+                raise ValueError(f"stage {si + 1} has attention modules but no unit to change the width to {width}")
+            for k in range(n_mod):
+                blocks.append(ResidualAttentionModule(
+                    width, n_down, p=p, t=t, r=r, norm=norm, act=act, attn=attn, gate=gate, mask_bias=mask_bias,
+                    zero_init_mask=zero_init_mask, align_corners=align_corners,
+                    ctx_fn=lambda pos, f=feat, q=f"stage{si + 1}.attention{k}": self.ctx(f"{q}.{pos}", f)))
+            for j in range(n_after):
+                blocks.append(PreActBottleneck(chans, width, 1, norm=norm, act=act, attn=attn,
+                                               ctx=self.ctx(f"stage{si + 1}.post{j}.attn", feat)))
+                chans = width
+            layers.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*layers)
+        self.final_norm, self.final_act = make_norm(norm, chans), make_act(act)
+        self.init_head(chans, num_classes, head, drop_rate)
+        init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_act(self.final_norm(self.stages(self.stem(x))))
+
+
+def _imagenet_stages(mods: tuple[int, int, int]) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    return ((256, 1, mods[0], 3, 1, 0), (512, 2, mods[1], 2, 1, 0), (1024, 2, mods[2], 1, 1, 0),
+            (2048, 2, 0, 0, 3, 0))
+
+
+def _cifar_stages(m: int) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    return ((64, 1, m, 3, 1, 1), (128, 2, m, 2, 1, 1), (256, 2, m, 1, 1, 1))
+
+
+_TEST = "tests/test_resattnet.py"
+_IMAGENET_NOTE = ("Stages as in paper Table 2 and the official prototxts (pre-activation bottlenecks, mask with 3/2/1 "
+                  "max-pool levels in stages 1/2/3). {diff}")
+
+
+@register_model(
+    "resattnet56", family="resattnet", slots=SLOTS, paper=papers.RESATTNET, paper_params=31_900_000,
+    paper_macs=6.3e9, reference={"params_1000cls": 31_810_728, "macs_224": 6_270_836_736},
+    summary="Attention-56 (ImageNet): 7x7 stem, 1/1/1 attention modules in stages 1-3, 3 units in stage 4",
+    claims=(Claim("31,810,728 parameters at 1000 classes (paper: 31.9M, 0.3% less)",
+                  f"{_TEST}::test_imagenet_param_counts"),
+            Claim("6.27 G MACs at 224 px (paper: 6.3 G)", f"{_TEST}::test_imagenet_macs"),
+            Claim("top-1 error 21.76% on ImageNet at 224 px (official README)", None, "not checked")),
+    notes=_IMAGENET_NOTE.format(diff="Params and MACs within 0.5% of the paper."),
+)
+def resattnet56(*, num_classes: int = 1000, in_chans: int = 3, **kw) -> ResidualAttentionNet:
+    """Attention-56 (ImageNet): one attention module in each of stages 1-3."""
+    return ResidualAttentionNet(_imagenet_stages((1, 1, 1)), num_classes=num_classes, in_chans=in_chans,
+                                model_name="resattnet56", **kw)
+
+
+@register_model(
+    "resattnet92", family="resattnet", slots=SLOTS, paper=papers.RESATTNET, paper_params=51_300_000,
+    paper_macs=10.4e9, reference={"params_1000cls": 52_466_344, "macs_224": 10_533_789_696},
+    summary="Attention-92 (ImageNet): 7x7 stem, 1/2/3 attention modules in stages 1-3, 3 units in stage 4",
+    claims=(Claim("52,466,344 parameters at 1000 classes: 2.3% above the paper's 51.3M; the structure is that of the "
+                  "official Attention-92 prototxt", f"{_TEST}::test_imagenet_param_counts"),
+            Claim("10.53 G MACs at 224 px (paper: 10.4 G, +1.3%)", f"{_TEST}::test_imagenet_macs"),
+            Claim("4.8% top-5 error on ImageNet (single model, single crop; 320 px test size per the official "
+                  "README)", None, "not checked")),
+    notes=_IMAGENET_NOTE.format(
+        diff="The paper's table says 51.3M parameters / 10.4 G FLOPs; the layout of the official "
+             "model/Attention-92-deploy.prototxt (built here) gives 52.47M / 10.53 G MACs (+2.3% / +1.3%). "
+             "We keep the official structure and record the paper's numbers as paper_params / paper_macs. That "
+             "prototxt uses tanh as the mask gate (gate='tanh'); the paper and the Attention-56 prototxt use sigmoid."),
+)
+def resattnet92(*, num_classes: int = 1000, in_chans: int = 3, **kw) -> ResidualAttentionNet:
+    """Attention-92 (ImageNet): 1, 2 and 3 attention modules in stages 1-3."""
+    return ResidualAttentionNet(_imagenet_stages((1, 2, 3)), num_classes=num_classes, in_chans=in_chans,
+                                model_name="resattnet92", **kw)
+
+
+_CIFAR_NOTE = ("The paper does not give the CIFAR layout; blockzoo uses a 3x3 stem (16 ch), stage widths 64/128/256 "
+               "(ResNet-164's, the baseline it is compared with), m modules per stage with 3/2/1 mask levels, one unit "
+               "before (stride 2 in stages 2-3) and one after the modules of each stage; 36m + 20 weighted layers. "
+               "img_size / in_chans for other inputs (e.g. img_size=28, in_chans=1 for Fashion-MNIST).")
+
+
+@register_model(
+    "resattnet56_cifar", family="resattnet", slots=SLOTS, paper=papers.RESATTNET, input_size=(3, 32, 32),
+    num_classes=10, reference={"params_3ch_10cls": 1_030_362, "params_1ch_10cls": 1_030_074},
+    summary="Attention-56 for 32 px: 3x3 stem, widths 64/128/256, one attention module per stage",
+    claims=(Claim("1,030,362 parameters (3 channels, 10 classes)", f"{_TEST}::test_cifar_param_counts"),),
+    notes=_CIFAR_NOTE,
+)
+def resattnet56_cifar(*, num_classes: int = 10, in_chans: int = 3, **kw) -> ResidualAttentionNet:
+    """Attention-56 for 32 px inputs: 3 stages (64/128/256) with one attention module each."""
+    kw.setdefault("img_size", 32)
+    kw.setdefault("stem", "cifar")
+    kw.setdefault("stem_width", 16)
+    return ResidualAttentionNet(_cifar_stages(1), num_classes=num_classes, in_chans=in_chans,
+                                model_name="resattnet56_cifar", **kw)
+
+
+@register_model(
+    "resattnet92_cifar", family="resattnet", slots=SLOTS, paper=papers.RESATTNET, input_size=(3, 32, 32),
+    num_classes=10, paper_params=1_900_000, reference={"params_3ch_10cls": 1_841_242, "params_1ch_10cls": 1_840_954},
+    summary="Attention-92 for 32 px: 3x3 stem, widths 64/128/256, two attention modules per stage",
+    claims=(Claim("1,841,242 parameters (3 channels, 10 classes); the paper's CIFAR table: 1.9M (3% less; the "
+                  "paper gives no CIFAR layout)", f"{_TEST}::test_cifar_param_counts"),
+            Claim("CIFAR-10 error 4.99%, CIFAR-100 21.71% (paper's CIFAR comparison table)", None, "not checked")),
+    notes=_CIFAR_NOTE + " With the ImageNet split of modules (1, 2, 3) at these widths it would have 2.33M "
+                        "parameters, further from the paper's 1.9M, so m = 2 in every stage.",
+)
+def resattnet92_cifar(*, num_classes: int = 10, in_chans: int = 3, **kw) -> ResidualAttentionNet:
+    """Attention-92 for 32 px inputs: 3 stages (64/128/256) with two attention modules each."""
+    kw.setdefault("img_size", 32)
+    kw.setdefault("stem", "cifar")
+    kw.setdefault("stem_width", 16)
+    return ResidualAttentionNet(_cifar_stages(2), num_classes=num_classes, in_chans=in_chans,
+                                model_name="resattnet92_cifar", **kw)
