@@ -138,7 +138,7 @@ def test_fashion_fabricated_checksum_mismatch_and_verify_off(tmp_path):
     msg = str(ei.value)
     assert "train-images-idx3-ubyte.gz" in msg and "checksum mismatch" in msg
     assert DATASETS["fashion-mnist"].files["train"][0].sha256 in msg
-    assert "python -m blockzoo.data fetch fashion-mnist" in msg and "rm " in msg
+    assert "blockzoo data fetch fashion-mnist" in msg and "rm " in msg
     ds = load_dataset("fashion-mnist", data_dir=tmp_path, verify=False)
     assert torch.equal(ds.images[:, 0], torch.from_numpy(arrays["train"][0]))
     assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot" and ds.flip_ok
@@ -181,7 +181,7 @@ def test_idx_corruptions_raise_clear_errors(tmp_path, case, pattern):
     with pytest.raises(DataError, match=pattern) as ei:
         load_dataset("mnist", data_dir=tmp_path, verify=False)
     msg = str(ei.value)
-    assert str(target) in msg and "python -m blockzoo.data fetch mnist" in msg
+    assert str(target) in msg and "blockzoo data fetch mnist" in msg
 
 
 def test_idx_count_mismatch_and_label_range(tmp_path):
@@ -250,7 +250,7 @@ def test_ensure_offline_error_message(tmp_path, offline):
     assert "sudo apt-get install dataset-fashion-mnist" in msg
     assert f"mkdir -p {target / 'fashion-mnist'}" in msg
     assert "curl -fLO http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/$f" in msg
-    assert "python -m blockzoo.data fetch fashion-mnist" in msg and "name resolution" in msg
+    assert "blockzoo data fetch fashion-mnist" in msg and "name resolution" in msg
     assert offline == ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz"]
     assert not target.exists(), "a failed fetch must leave nothing behind"
     # load_dataset goes through the same path when the files are absent

@@ -152,10 +152,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
         spec = get_model_spec(a.name)   # clear error with suggestions for unknown names
         size = _parse_input(a.input) if a.input else spec.input_size
         kw: dict[str, Any] = dict(sets)
-        try:
-            model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, img_size=size[1:], **kw)
-        except TypeError:
-            model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, **kw)
+        model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, img_size=size[1:], **kw)
         name = a.name + (" " + " ".join(f"{k}={v}" for k, v in sets.items()) if sets else "")
     rep = profile(model, size, batch_size=a.batch_size, train_batch_size=a.train_batch_size,
                   latency=not a.no_latency, train_step=not a.no_latency and not a.no_train_step, dtype=a.dtype,

@@ -36,8 +36,9 @@ SCSE = Paper("Concurrent Spatial and Channel Squeeze & Excitation in Fully Convo
              "1803.02579", id="S061", authors="Roy et al.")
 GHOSTNETV2 = Paper("GhostNetV2: Enhance Cheap Operation with Long-Range Attention", 2022, "NeurIPS", "2211.12905",
                    id="S042", authors="Tang et al.")
-SOFTMAX_FREE_NL = Paper("Rethinking Efficacy of Softmax for Lightweight Non-Local Neural Networks", 2022, "arXiv",
-                        "2207.13423", id="S092")
+SOFTMAX_FREE_NL = Paper("Rethinking Efficacy of Softmax for Lightweight Non-Local Neural Networks", 2022, "ICIP",
+                        "2207.13423", id="S092", url="https://github.com/YooshinCho/pytorch_RethinkingSFM",
+                        authors="Cho et al.")
 SKNET = Paper("Selective Kernel Networks", 2019, "CVPR", "1903.06586", id="S097", url="https://github.com/implus/SKNet",
               authors="Li et al.")
 RESATTNET = Paper("Residual Attention Network for Image Classification", 2017, "CVPR", "1704.06904", id="S105",

@@ -445,6 +445,15 @@ def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotCont
         raise IncompatibleBlockError(f"{where}: {e}") from None
 
 
+def _accepts(fn: Callable[..., Any], arg: str) -> bool:
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == arg or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model.
 
@@ -470,6 +479,8 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
                     raise IncompatibleBlockError(
                         f"{bname!r} is a {bspec.slot!r} block and cannot go into the {k!r} slot of {name!r}. "
                         f"Blocks for the {k!r} slot: {', '.join(list_blocks(slot=k))}.")
+    if "img_size" in kwargs and not _accepts(spec.fn, "img_size"):
+        kwargs.pop("img_size")  # models without a resolution-dependent part ignore it
     kw = {**{k: v for k, v in spec.slots.items()}, **kwargs}
     kw["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kw["in_chans"] = spec.input_size[0] if in_chans is None else in_chans

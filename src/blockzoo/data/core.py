@@ -16,7 +16,7 @@ import torch
 __all__ = ["DataError", "Dataset", "DatasetInfo", "FileSpec", "FETCH_CMD", "fix_hint"]
 
 #: Shell command that (re)fetches and verifies a dataset; used in every error message that names a fix.
-FETCH_CMD = "python -m blockzoo.data fetch {name}"
+FETCH_CMD = "blockzoo data fetch {name}"
 
 
 class DataError(RuntimeError):

@@ -107,11 +107,7 @@ def _profile_variant(model_name: str, slots: dict[str, str], in_chans: int, num_
                      image_size: tuple[int, int], latency_batch: int) -> dict[str, Any]:
     from blockzoo.profile import profile
 
-    kw = dict(slots)
-    try:
-        m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **kw)
-    except TypeError:
-        m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, **kw)
+    m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **slots)
     rep = profile(m, (in_chans, *image_size), batch_size=latency_batch, train_step=False, memory=False,
                   min_time_s=0.3, name=model_name)
     lat = rep.latency_ms or {}
