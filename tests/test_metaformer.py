@@ -413,3 +413,13 @@ def test_model_pickles_and_reset_keeps_head_body():
     w = m.head_pre.fc1.weight.clone()
     m.reset_classifier(9)
     assert torch.equal(m.head_pre.fc1.weight, w) and m.fc.out_features == 9
+
+
+@pytest.mark.slow
+def test_convnext_tiny_macs_close_to_resnet50():
+    """S057/S014 claim: ConvNeXt-T has FLOPs (MACs) similar to ResNet-50 (4.5 G vs 4.1 G in the papers)."""
+    from blockzoo import create_model
+    from blockzoo.profile import count_macs
+    cx = count_macs(create_model("convnext_tiny"), (3, 224, 224)).macs
+    r50 = count_macs(create_model("resnet50"), (3, 224, 224)).macs
+    assert 1.0 < cx / r50 < 1.15

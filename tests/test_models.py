@@ -90,3 +90,14 @@ def test_resnet50_macs():
     from blockzoo.profile import count_macs
     macs = count_macs(create_model("resnet50"), (3, 224, 224)).macs
     assert 4.08e9 <= macs <= 4.13e9
+
+
+def test_eca_official_per_stage_kernels():
+    """The released ECA-Net50 checkpoint ('k3557') uses hand-picked per-stage kernels instead of the paper formula."""
+    ks = (3, 5, 5, 7)
+    m = create_model("ecaresnet50", attn_kwargs_per_stage=tuple({"k_size": k} for k in ks))
+    got = [blk.attn.k_size for stage in m.layers for blk in stage]
+    assert got == [3] * 3 + [5] * 4 + [5] * 6 + [7] * 3
+    assert nparams(m) == 25_557_032 + 3 * 3 + 4 * 5 + 6 * 5 + 3 * 7
+    formula = [blk.attn.k_size for stage in create_model("ecaresnet50").layers for blk in stage]
+    assert formula == [5] * 3 + [5] * 4 + [5] * 6 + [7] * 3   # paper formula on 256/512/1024/2048 channels

@@ -8,7 +8,8 @@ next odd number), giving k = 3, 5, 5, 5, 5, 7 for C = 64, 128, 256, 512, 1024, 2
 to k >= 3 (the formula gives k = 1 for C < 8; pass ``k_size`` to override).
 
 The released ECA-Net checkpoints instead use hand-picked per-stage kernels (``k3577`` for ECA-Net18, ``k3557`` for
-ECA-Net50); pass ``k_size=`` (or the model's ``eca_k_sizes=``) to reproduce those.
+ECA-Net50); pass ``k_size=`` to the block, or per stage to a ResNet with
+``create_model("ecaresnet50", attn_kwargs_per_stage=({"k_size": 3}, {"k_size": 5}, {"k_size": 5}, {"k_size": 7}))``.
 
 ``eca_ns`` is the paper's ECA-NS variant (non-shared weights: every channel has its own k weights; k x C params).
 """
