@@ -11,7 +11,7 @@ BIN=${BIN:-.venv/bin}
 ATTN=$($BIN/python -c "import blockzoo; print(','.join(['none'] + [b for b in blockzoo.list_blocks(slot='attn') if b != 'none']))")
 run() {  # model out
   $BIN/blockzoo compare "$1" --vary "attn=$ATTN" --data fashion-mnist --subset 6000 --epochs 3 --seeds 3 \
-    --threads 1 --no-progress --out "runs/bench/attn_$1"
+    --threads 1 --eval-every 3 --no-progress --out "runs/bench/attn_$1"
   mkdir -p "benchmarks/results/attn_$1"
   cp runs/bench/attn_$1/{leaderboard.md,leaderboard.csv,results.json,tradeoff.png} "benchmarks/results/attn_$1/"
 }

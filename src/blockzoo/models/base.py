@@ -29,6 +29,16 @@ def to_size(img_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)  # type: ignore
 
 
+def imagenet_stem(in_chans: int, width: int, norm="bn", act="relu",
+                  feat_size: tuple[int, int] | None = None) -> tuple[nn.Module, tuple[int, int] | None]:
+    """He et al.'s ImageNet stem: 7x7/2 conv (no bias) -> norm -> act -> 3x3/2 max-pool; returns (stem, output size)."""
+    from blockzoo.blocks.common.layers import make_act, make_norm
+
+    stem = nn.Sequential(nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), make_norm(norm, width), make_act(act),
+                         nn.MaxPool2d(3, 2, 1))
+    return stem, out_size(out_size(feat_size, 2, 7), 2, 3)
+
+
 class Backbone(nn.Module):
     """Base class: subclasses build ``self.features`` (or override ``forward_features``) and call ``init_head``."""
 

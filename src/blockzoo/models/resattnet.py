@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import make_act, make_norm
-from blockzoo.models.base import Backbone, init_weights, out_size, to_size
+from blockzoo.models.base import Backbone, imagenet_stem, init_weights, out_size, to_size
 from blockzoo.registry import Claim, Requires, SlotContext, build_slot, register_block, register_model
 
 __all__ = ["PreActBottleneck", "SoftMaskBranch", "ResidualAttentionModule", "ResidualAttentionNet",
@@ -225,9 +225,7 @@ class ResidualAttentionNet(Backbone):
         self.model_name, self.in_chans = model_name, in_chans
         feat = to_size(img_size)
         if stem == "imagenet":
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 7, 2, 3, bias=False), make_norm(norm, stem_width),
-                                      make_act(act), nn.MaxPool2d(3, 2, 1))
-            feat = out_size(out_size(feat, 2, 7), 2, 3)
+            self.stem, feat = imagenet_stem(in_chans, stem_width, norm, act, feat)
         elif stem in ("cifar", "small"):
             self.stem = nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False)
         else:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import make_act, make_norm
-from blockzoo.models.base import Backbone, init_weights, out_size, to_size
+from blockzoo.models.base import Backbone, imagenet_stem, init_weights, out_size, to_size
 from blockzoo.registry import Claim, build_slot, register_model
 
 SLOTS = {"attn": "none", "conv": "conv3x3", "norm": "bn", "act": "relu", "connection": "residual", "head": "avg"}
@@ -123,9 +123,7 @@ class ResNet(Backbone):
         self.model_name, self.in_chans = model_name, in_chans
         feat = to_size(img_size)
         if stem == "imagenet":
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 7, 2, 3, bias=False), make_norm(norm, stem_width),
-                                      make_act(act), nn.MaxPool2d(3, 2, 1))
-            feat = out_size(out_size(feat, 2, 7), 2, 3)
+            self.stem, feat = imagenet_stem(in_chans, stem_width, norm, act, feat)
         elif stem in ("cifar", "small"):
             self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False), make_norm(norm, stem_width),
                                       make_act(act))
