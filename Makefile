@@ -36,7 +36,8 @@ data: $(STAMP)
 
 demo: install data
 	$(BIN)/blockzoo compare resnet20 --vary attn=$(DEMO_VARIANTS) --data fashion-mnist \
-		--subset $(DEMO_SUBSET) --epochs $(DEMO_EPOCHS) --seeds $(DEMO_SEEDS) --out $(DEMO_OUT) --no-progress
+		--subset $(DEMO_SUBSET) --epochs $(DEMO_EPOCHS) --eval-every $(DEMO_EPOCHS) --seeds $(DEMO_SEEDS) \
+		--out $(DEMO_OUT)
 
 test: install
 	$(BIN)/python -m pytest
