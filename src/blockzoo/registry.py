@@ -334,8 +334,10 @@ def _slot_repr(v: Any) -> Any:
 
 def _default_usage(s: BlockSpec) -> str:
     if s.slot in ("attn", "mixer", "norm", "head"):
+        host = 'create_model("convnext_atto", img_size=32, stem="small", ' if s.slot == "mixer" else \
+            'create_model("resnet20", '
         return f'blk = create_block("{s.name}", 64)   # NCHW in -> ' + (
-            "(N, F) out" if s.slot == "head" else "NCHW out") + f'\nmodel = create_model("resnet20", {s.slot}="{s.name}")'
+            "(N, F) out" if s.slot == "head" else "NCHW out") + f'\nmodel = {host}{s.slot}="{s.name}")'
     if s.slot == "conv":
         return f'blk = create_block("{s.name}", 64, out_channels=128, stride=2)'
     return f'blk = create_block("{s.name}")'
