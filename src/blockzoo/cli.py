@@ -104,12 +104,19 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from blockzoo.registry import get_info
+    from blockzoo.registry import get_info, is_block, is_model
 
-    info = get_info(a.name)
+    kinds = ["block", "model"] if is_block(a.name) and is_model(a.name) else [None]
+    infos = [get_info(a.name, k) for k in kinds]
     if a.json:
-        _print_json(info)
+        _print_json(infos[0] if len(infos) == 1 else infos)
         return 0
+    for info in infos:
+        _print_info(info)
+    return 0
+
+
+def _print_info(info: dict[str, Any]) -> None:
     con = _console()
     con.print(f"[bold cyan]{info['name']}[/] ({info['kind']}"
               + (f", slot {info['slot']}" if info["kind"] == "block" else f", family {info['family']}") + ")")
@@ -132,7 +139,6 @@ def cmd_info(a: argparse.Namespace) -> int:
         con.print(escape(f"  claim [{c['status']}]: {c['text']}" + (f"  ({c['check']})" if c.get("check") else "")))
     if info.get("usage"):
         con.print("  usage:\n    " + info["usage"].replace("\n", "\n    "))
-    return 0
 
 
 def cmd_profile(a: argparse.Namespace) -> int:

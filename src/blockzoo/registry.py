@@ -303,17 +303,20 @@ def _paper_dict(p: Paper | None) -> dict[str, Any] | None:
     return None if p is None else {**asdict(p), "cite": p.cite}
 
 
-def get_info(name: str) -> dict[str, Any]:
-    """A JSON-able description of a registered block or model."""
+def get_info(name: str, kind: str | None = None) -> dict[str, Any]:
+    """A JSON-able description of a registered block or model. A name that is both (e.g. ``spartan``: the mixer and
+    the backbone) gives the block unless ``kind="model"``."""
     _ensure_loaded()
-    if name in _BLOCKS:
+    if kind not in (None, "block", "model"):
+        raise ValueError(f"kind must be 'block' or 'model', got {kind!r}")
+    if name in _BLOCKS and kind != "model":
         s = _BLOCKS[name]
         return {
             "kind": "block", "name": s.name, "slot": s.slot, "family": s.family, "summary": s.summary,
             "paper": _paper_dict(s.paper), "claims": [asdict(c) for c in s.claims], "requires": asdict(s.requires),
             "defaults": s.defaults, "notes": s.notes, "usage": s.usage or _default_usage(s),
         }
-    if name in _MODELS:
+    if name in _MODELS and kind != "block":
         m = _MODELS[name]
         return {
             "kind": "model", "name": m.name, "family": m.family, "summary": m.summary, "paper": _paper_dict(m.paper),
