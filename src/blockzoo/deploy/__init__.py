@@ -1,0 +1,2 @@
+"""Deployment tools: structural re-parameterisation and BN folding (more in later issues)."""
+from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn, reparameterize  # noqa: F401

@@ -1,0 +1,435 @@
+"""UniRepLKNet [S016/S084]: Dilated Reparam Block, the UniRepLKNet block and backbones, and blockzoo.deploy.reparam.
+
+Hand-computed outputs (shifted delta kernels, GRN on a 2x1x2 map), a plain-torch reference of the official block,
+the official kernel/dilation tables, exact parameter counts (training and deploy structure) against the paper's
+README, and the re-parameterisation invariant: same eval output before/after, for single blocks and whole models.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from blockzoo import create_block, create_model
+from blockzoo.blocks.mixers.basic import DWConv
+from blockzoo.blocks.mixers.dilated_reparam import (KERNEL_TABLE, DilatedReparamBlock, dilated_to_dense,
+                                                    merge_dilated_into_large_kernel)
+from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn, reparameterize
+from blockzoo.models.metaformer import LayerScale
+from blockzoo.models.unireplknet import (GRN, KernelSchedule, UniRepLKNetBlock, UniRepLKNetStem,
+                                         default_kernel_sizes)
+from blockzoo.registry import get_model_spec
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Random BN statistics/affines, GRN gamma/beta and layer scales, so that every folded term matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.5, 0.5, generator=g)
+            elif isinstance(m, GRN):
+                m.gamma.uniform_(-1, 1, generator=g)
+                m.beta.uniform_(-1, 1, generator=g)
+            elif isinstance(m, LayerScale):
+                m.gamma.uniform_(0.5, 1.5, generator=g)
+    return model
+
+
+def bn_ref(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Eval-mode BatchNorm written out."""
+    v = lambda t: t.view(1, -1, 1, 1)  # noqa: E731
+    return (x - v(bn.running_mean)) / torch.sqrt(v(bn.running_var) + bn.eps) * v(bn.weight) + v(bn.bias)
+
+
+# ------------------------------------------------------------------------------------------ dilated kernels
+def test_dilated_to_dense():
+    k = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
+    d = dilated_to_dense(k, 2)
+    assert d.shape == (1, 1, 5, 5)
+    exp = torch.tensor([[1, 0, 2, 0, 3], [0] * 5, [4, 0, 5, 0, 6], [0] * 5, [7, 0, 8, 0, 9]], dtype=torch.float)
+    torch.testing.assert_close(d[0, 0], exp)
+    assert dilated_to_dense(k, 1) is k
+    # the official construction: conv_transpose2d with a 1x1 identity kernel at stride r
+    w = torch.randn(6, 1, 5, 5)
+    for r in (2, 3, 4):
+        torch.testing.assert_close(dilated_to_dense(w, r), F.conv_transpose2d(w, torch.ones(1, 1, 1, 1), stride=r))
+        # and the dense kernel computes the dilated conv (depthwise, "same" padding)
+        x = torch.randn(2, 6, 23, 17)
+        p = r * 2
+        torch.testing.assert_close(F.conv2d(x, dilated_to_dense(w, r), padding=p, groups=6),
+                                   F.conv2d(x, w, padding=p, dilation=r, groups=6), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError):
+        dilated_to_dense(k, 0)
+
+
+def test_merge_dilated_into_large_kernel():
+    large = torch.zeros(1, 1, 7, 7)
+    small = torch.ones(1, 1, 3, 3)
+    m = merge_dilated_into_large_kernel(large, small, 2)  # spans 5x5, centred: rows/cols 1, 3, 5
+    exp = torch.zeros(7, 7)
+    exp[1::2, 1::2] = 1.0
+    torch.testing.assert_close(m[0, 0], exp)
+    m3 = merge_dilated_into_large_kernel(large, small, 3)  # spans 7x7: rows/cols 0, 3, 6
+    assert m3[0, 0].nonzero().tolist() == [[i, j] for i in (0, 3, 6) for j in (0, 3, 6)]
+    with pytest.raises(ValueError, match="does not fit"):
+        merge_dilated_into_large_kernel(large, small, 4)  # 9 > 7
+
+
+# ---------------------------------------------------------------------------------------- DilatedReparamBlock
+OFFICIAL = {17: ([5, 9, 3, 3, 3], [1, 2, 4, 5, 7]), 15: ([5, 7, 3, 3, 3], [1, 2, 3, 5, 7]),
+            13: ([5, 7, 3, 3, 3], [1, 2, 3, 4, 5]), 11: ([5, 5, 3, 3, 3], [1, 2, 3, 4, 5]),
+            9: ([5, 5, 3, 3], [1, 2, 3, 4]), 7: ([5, 3, 3], [1, 2, 3]), 5: ([3, 3], [1, 2]), 3: ([], [])}
+
+
+@pytest.mark.parametrize("K", sorted(OFFICIAL))
+def test_drb_tables_and_params(K):
+    ks, rs = OFFICIAL[K]
+    assert list(KERNEL_TABLE[K][0]) == ks and list(KERNEL_TABLE[K][1]) == rs
+    C = 8
+    m = create_block("dilated_reparam", C, kernel_size=K)
+    assert isinstance(m, DilatedReparamBlock)
+    assert m.lk_origin.kernel_size == (K, K) and m.lk_origin.groups == C and m.lk_origin.bias is None
+    assert m.lk_origin.padding == (K // 2, K // 2)
+    for k, r in zip(ks, rs):
+        conv = getattr(m, f"dil_conv_k{k}_{r}")
+        assert conv.kernel_size == (k, k) and conv.dilation == (r, r) and conv.groups == C and conv.bias is None
+        assert conv.padding == (r * (k - 1) // 2,) * 2
+        assert isinstance(getattr(m, f"dil_bn_k{k}_{r}"), nn.BatchNorm2d)
+    assert n_params(m) == (K * K + sum(k * k for k in ks)) * C + 2 * C * (1 + len(ks))
+
+
+def test_drb_forward_hand_computed():
+    """K=5, branches (3, r=1), (3, r=2): identity / shift / dilated shift kernels, each through its own eval BN."""
+    C = 2
+    m = DilatedReparamBlock(C, 5).eval()
+    randomize(m)
+    with torch.no_grad():
+        for conv in (m.lk_origin, m.dil_conv_k3_1, m.dil_conv_k3_2):
+            conv.weight.zero_()
+        m.lk_origin.weight[:, 0, 2, 2] = 1.0        # identity
+        m.dil_conv_k3_1.weight[:, 0, 0, 0] = 1.0    # y[i, j] = x[i - 1, j - 1]
+        m.dil_conv_k3_2.weight[:, 0, 2, 2] = 2.0    # y[i, j] = 2 x[i + 2, j + 2]   (dilation 2)
+    x = torch.randn(1, C, 6, 7)
+    s1 = torch.zeros_like(x)
+    s1[:, :, 1:, 1:] = x[:, :, :-1, :-1]
+    s2 = torch.zeros_like(x)
+    s2[:, :, :-2, :-2] = 2 * x[:, :, 2:, 2:]
+    exp = bn_ref(x, m.origin_bn) + bn_ref(s1, m.dil_bn_k3_1) + bn_ref(s2, m.dil_bn_k3_2)
+    torch.testing.assert_close(m(x), exp)
+
+
+@pytest.mark.parametrize("K,size", [(3, (11, 19)), (5, (11, 19)), (7, (19, 11)), (9, (12, 10)), (11, (12, 10)),
+                                    (13, (12, 10)), (15, (9, 14)), (17, (9, 6))])
+def test_drb_reparam_equivalence(K, size):
+    torch.manual_seed(K)
+    m = randomize(create_block("dilated_reparam", 16, kernel_size=K), seed=K)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 4:
+                p.normal_(0, 0.3)
+    m.eval()
+    x = torch.randn(2, 16, *size)
+    with torch.no_grad():
+        y0 = m(x)
+        w, b = m.equivalent_kernel_bias()
+        m.reparameterize()
+        y1 = m(x)
+    assert (y0 - y1).abs().max().item() < 1e-5
+    # ONE KxK depthwise conv with bias is left, holding the equivalent kernel, and the forward uses only it
+    assert m.deployed and [n for n, _ in m.named_children()] == ["lk_origin"]
+    conv = m.lk_origin
+    assert conv.kernel_size == (K, K) and conv.groups == 16 and conv.bias is not None and conv.padding == (K // 2,) * 2
+    torch.testing.assert_close(conv.weight, w.float())
+    torch.testing.assert_close(conv.bias, b.float())
+    torch.testing.assert_close(y1, F.conv2d(x, conv.weight, conv.bias, padding=K // 2, groups=16))
+    assert n_params(m) == (K * K + 1) * 16
+    m.reparameterize()  # idempotent
+    torch.testing.assert_close(m(x), y1)
+
+
+def test_drb_custom_table_and_errors():
+    m = create_block("dilated_reparam", 4, kernel_size=7, kernel_sizes=(3,), dilations=(3,))
+    assert m.branches == [(3, 3)] and m.dil_conv_k3_3.padding == (3, 3)
+    x = torch.randn(1, 4, 8, 9)
+    randomize(m).eval()
+    with torch.no_grad():
+        y0 = m(x)
+        m.reparameterize()
+        assert (m(x) - y0).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        create_block("dilated_reparam", 4, kernel_size=8)
+    with pytest.raises(ValueError, match="kernel_sizes=.*dilations="):
+        create_block("dilated_reparam", 4, kernel_size=19)
+    with pytest.raises(ValueError, match="r \\(k - 1\\) \\+ 1"):
+        create_block("dilated_reparam", 4, kernel_size=7, kernel_sizes=(5,), dilations=(2,))   # spans 9 > 7
+    with pytest.raises(ValueError, match="both"):
+        create_block("dilated_reparam", 4, kernel_size=7, kernel_sizes=(5,))
+    with pytest.raises(ValueError, match="duplicate"):
+        create_block("dilated_reparam", 4, kernel_size=7, kernel_sizes=(3, 3), dilations=(2, 2))
+
+
+# -------------------------------------------------------------------------------------------------- deploy
+def test_fuse_conv_bn():
+    torch.manual_seed(0)
+    for bias, affine in ((True, True), (False, True), (True, False)):
+        conv = nn.Conv2d(6, 9, 3, stride=2, padding=2, dilation=2, groups=3, bias=bias)
+        bn = nn.BatchNorm2d(9, affine=affine)
+        with torch.no_grad():
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.2, 3)
+            if affine:
+                bn.weight.uniform_(-2, 2)
+                bn.bias.uniform_(-1, 1)
+        conv.eval(), bn.eval()
+        fused = fuse_conv_bn(conv, bn)
+        assert isinstance(fused, nn.Conv2d) and fused.bias is not None
+        assert (fused.stride, fused.padding, fused.dilation, fused.groups) == ((2, 2), (2, 2), (2, 2), 3)
+        x = torch.randn(2, 6, 13, 10)
+        with torch.no_grad():
+            torch.testing.assert_close(fused(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+    # bn_scale_shift by hand: gamma 2, beta 1, mean 3, var 4 - eps -> scale 1, shift -2
+    bn = nn.BatchNorm2d(1)
+    with torch.no_grad():
+        bn.weight.fill_(2.0), bn.bias.fill_(1.0), bn.running_mean.fill_(3.0), bn.running_var.fill_(4.0 - bn.eps)
+    s, t = bn_scale_shift(bn)
+    assert math.isclose(s.item(), 1.0, rel_tol=1e-7) and math.isclose(t.item(), -2.0, rel_tol=1e-7)  # fp32 stats
+    with pytest.raises(TypeError, match="BatchNorm"):
+        fuse_conv_bn(nn.Conv2d(2, 2, 1), nn.GroupNorm(1, 2))
+    with pytest.raises(ValueError, match="running statistics"):
+        fuse_conv_bn(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2, track_running_stats=False))
+    with pytest.raises(ValueError, match="channels"):
+        fuse_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(2))
+
+
+def test_reparameterize_walker_order_and_return():
+    calls: list[str] = []
+
+    class Leaf(nn.Module):
+        def __init__(self, tag: str):
+            super().__init__()
+            self.tag = tag
+
+        def reparameterize(self):
+            calls.append(self.tag)
+
+    class Parent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.child = Leaf("old")
+
+        def reparameterize(self):
+            calls.append("parent")
+            self.child = Leaf("new")   # replaced children are visited after the parent converted
+
+    model = nn.Sequential(Parent(), nn.ReLU(), Leaf("leaf"))
+    assert reparameterize(model) is model
+    assert calls == ["parent", "new", "leaf"]
+    with pytest.raises(TypeError):
+        reparameterize("model")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------- block
+def test_grn_hand_computed():
+    g = GRN(2)
+    with torch.no_grad():
+        g.gamma.copy_(torch.tensor([1.0, 2.0]))
+        g.beta.copy_(torch.tensor([0.5, -1.0]))
+    x = torch.tensor([[[[3.0, 6.0]], [[4.0, 8.0]]]])   # NHWC (1, 2, 1, 2): channel 0 = (3, 4), channel 1 = (6, 8)
+    # ||x_c||: 5 and 10; mean 7.5; Nx = 2/3 and 4/3
+    n0, n1 = 5 / (7.5 + 1e-6), 10 / (7.5 + 1e-6)
+    exp = torch.tensor([[[[(n0 + 1) * 3 + 0.5, (2 * n1 + 1) * 6 - 1]], [[(n0 + 1) * 4 + 0.5, (2 * n1 + 1) * 8 - 1]]]])
+    torch.testing.assert_close(g(x), exp)
+    g.init_weights()
+    torch.testing.assert_close(g(x), x)   # zero-initialised: identity
+
+
+def _official_residual(blk: UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor:
+    """Official ``compute_residual`` written with plain torch ops from the block's own weights (eval mode)."""
+    d = blk.dwconv
+    if isinstance(d, DilatedReparamBlock):
+        y = bn_ref(F.conv2d(x, d.lk_origin.weight, padding=d.kernel_size // 2, groups=x.shape[1]), d.origin_bn)
+        for k, r in d.branches:
+            c = getattr(d, f"dil_conv_k{k}_{r}")
+            y = y + bn_ref(F.conv2d(x, c.weight, padding=r * (k - 1) // 2, dilation=r, groups=x.shape[1]),
+                           getattr(d, f"dil_bn_k{k}_{r}"))
+    else:
+        y = F.conv2d(x, d.weight, d.bias, padding=d.padding, groups=x.shape[1])
+    y = bn_ref(y, blk.norm)
+    s = y.mean((2, 3))                                                         # SE: C -> C/4 -> C
+    s = torch.sigmoid(F.linear(F.relu(F.linear(s, blk.se.fc1.weight, blk.se.fc1.bias)), blk.se.fc2.weight,
+                               blk.se.fc2.bias))
+    y = (y * s[:, :, None, None]).permute(0, 2, 3, 1)
+    y = F.gelu(F.linear(y, blk.pwconv1.weight, blk.pwconv1.bias))
+    gx = torch.sqrt((y * y).sum((1, 2), keepdim=True))
+    y = (blk.grn.gamma * gx / (gx.mean(-1, keepdim=True) + 1e-6) + 1) * y + blk.grn.beta
+    y = F.linear(y, blk.pwconv2.weight).permute(0, 3, 1, 2)
+    return bn_ref(y, blk.ffn_norm) * blk.ls.gamma.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("mixer", ["dilated_reparam", "dwconv3"])
+def test_block_matches_official_order_and_reparam(mixer):
+    torch.manual_seed(0)
+    C = 16
+    mix = create_block("dilated_reparam", C, kernel_size=13) if mixer == "dilated_reparam" else \
+        create_block("dwconv", C, kernel_size=3, bias=False)
+    blk = UniRepLKNetBlock(C, mixer=mix, attn=create_block("se", C, reduction=4), act_layer=nn.GELU)
+    assert blk.se.hidden == C // 4 and blk.pwconv1.out_features == 4 * C and blk.pwconv2.bias is None
+    assert isinstance(blk.norm, nn.BatchNorm2d) and isinstance(blk.ffn_norm, nn.BatchNorm2d)
+    assert blk.ls.gamma.allclose(torch.full((C,), 1e-6))
+    randomize(blk).eval()
+    x = torch.randn(2, C, 11, 14)
+    with torch.no_grad():
+        y0 = blk(x)
+        torch.testing.assert_close(y0, x + _official_residual(blk, x), atol=1e-5, rtol=1e-5)
+        blk.reparameterize()
+        y1 = blk(x)
+    assert (y0 - y1).abs().max().item() < 1e-5
+    # deploy structure (official deploy=True): no BN, no layer scale, GRN without bias, fc2 with bias
+    assert isinstance(blk.norm, nn.Identity) and isinstance(blk.ffn_norm, nn.Identity)
+    assert isinstance(blk.ls, nn.Identity) and blk.grn.beta is None and blk.pwconv2.bias is not None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in blk.modules())
+    convs = [m for m in blk.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 and convs[0].bias is not None and convs[0].kernel_size == ((13, 13) if mixer ==
+                                                                                      "dilated_reparam" else (3, 3))
+    blk.reparameterize()   # idempotent
+    with torch.no_grad():
+        torch.testing.assert_close(blk(x), y1)
+
+
+def test_block_rejects_conv_layout():
+    with pytest.raises(ValueError, match="mlp_layout"):
+        UniRepLKNetBlock(8, mixer=nn.Identity(), mlp_layout="conv")
+
+
+# ------------------------------------------------------------------------------------------------- models
+def test_param_counts():
+    """Paper README (deploy structure): A 4.4M, T 31M (one decimal / integer), ours exact."""
+    for name, train, deploy, paper, half_ulp in (("unireplknet_a", 4_649_060, 4_437_300, 4.4e6, 0.05e6),
+                                                 ("unireplknet_t", 31_693_420, 31_037_980, 31e6, 0.5e6)):
+        with torch.device("meta"):
+            assert n_params(create_model(name)) == train
+        m = reparameterize(create_model(name, init="kaiming"))
+        assert n_params(m) == deploy
+        assert abs(deploy - paper) < half_ulp                # inside the paper's rounding interval
+        spec = get_model_spec(name)
+        assert spec.paper_params == int(paper)
+        assert spec.reference["params_1000cls"] == train and spec.reference["params_1000cls_deploy"] == deploy
+    assert abs(31_037_980 / 31e6 - 1) < 0.005
+
+
+def test_architecture_details():
+    with torch.device("meta"):
+        a = create_model("unireplknet_a")
+        t = create_model("unireplknet_t")
+    assert a.feature_sizes == [(56, 56), (28, 28), (14, 14), (7, 7)]
+    stem = a.stem
+    assert isinstance(stem, UniRepLKNetStem)
+    assert [type(m).__name__ for m in stem] == ["Conv2d", "LayerNorm2d", "GELU", "Conv2d", "LayerNorm2d"]
+    assert stem[0].out_channels == 20 and stem[0].stride == (2, 2) and stem[3].kernel_size == (3, 3)
+    ds = a.stages[1].downsample
+    assert ds[0].kernel_size == (3, 3) and ds[0].stride == (2, 2) and ds[0].padding == (1, 1)
+    assert type(ds[1]).__name__ == "LayerNorm2d" and ds[1].eps == 1e-6
+    assert a.head_pre.norm.eps == 1e-6
+    # kernel sizes: official tables (T: stage 2 alternates 13, 3)
+    def kernels(m):
+        return [[b.dwconv.kernel_size if isinstance(b.dwconv, DilatedReparamBlock) else b.dwconv.kernel_size[0]
+                 for b in s.blocks] for s in m.stages]
+    assert kernels(a) == [[3, 3], [13, 13], [13] * 6, [13, 13]]
+    assert kernels(t) == [[3] * 3, [13] * 3, [13, 3] * 9, [13] * 3]
+    for s in t.stages:
+        for b in s.blocks:
+            if not isinstance(b.dwconv, DilatedReparamBlock):   # 3x3 blocks: plain bias-free dw conv (official)
+                assert isinstance(b.dwconv, DWConv) and b.dwconv.bias is None
+    assert default_kernel_sizes((1, 2, 1, 1)) == ((3,), (13, 13), (13,), (13,))
+
+
+def test_init_and_drop_path():
+    m = create_model("unireplknet_a_small", drop_path_rate=0.1)
+    blk = m.stages[2].blocks[0]
+    assert torch.all(blk.grn.gamma == 0) and torch.all(blk.grn.beta == 0)
+    assert torch.allclose(blk.ls.gamma, torch.full_like(blk.ls.gamma, 1e-6))
+    assert blk.dwconv.lk_origin.weight.std().item() < 0.03          # trunc_normal(0.02)
+    assert m.drop_path_rates[0] == 0.0 and math.isclose(m.drop_path_rates[-1], 0.1)
+    assert m.stages[-1].blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
+
+
+def test_model_reparam_equivalence():
+    torch.manual_seed(0)
+    m = randomize(create_model("unireplknet_a", num_classes=10)).eval()
+    x = torch.randn(2, 3, 64, 56)
+    with torch.no_grad():
+        y0 = m(x)
+        assert reparameterize(m) is m
+        y1 = m(x)
+    assert (y0 - y1).abs().max().item() < 1e-4 * y0.abs().max().item()
+    assert not any(isinstance(mm, nn.BatchNorm2d) for mm in m.modules())
+    assert all(b.dwconv.deployed for s in m.stages[1:] for b in s.blocks)
+    reparameterize(m)   # a second pass changes nothing
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), y1)
+
+
+def test_slot_swaps_and_kernel_overrides():
+    m = create_model("unireplknet_a_small", mixer="dwconv")
+    assert all(isinstance(b.dwconv, DWConv) and b.dwconv.kernel_size == (7, 7) and b.dwconv.bias is not None
+               for s in m.stages for b in s.blocks)
+    m = create_model("unireplknet_a_small", mixer="dilated_reparam(kernel_size=9)")
+    assert all(isinstance(b.dwconv, DilatedReparamBlock) and b.dwconv.kernel_size == 9
+               for s in m.stages for b in s.blocks)
+    ks = ((5, 5), (7, 7), (9,) * 6, (3, 3))
+    m = create_model("unireplknet_a_small", kernel_sizes=ks)
+    assert [isinstance(b.dwconv, DilatedReparamBlock) for b in m.stages[0].blocks] == [False, False]  # 5 < 7: plain
+    assert [b.dwconv.kernel_size for b in m.stages[2].blocks] == [9] * 6
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        create_model("unireplknet_a_small", kernel_sizes=((3,), (13, 13), (13,) * 6, (13, 13)))
+    m = create_model("unireplknet_a_small", attn="none", num_classes=3, in_chans=1)
+    assert isinstance(m.stages[0].blocks[0].se, nn.Identity)
+    assert m(torch.randn(1, 1, 28, 28)).shape == (1, 3)
+    assert KernelSchedule(((3,), (13,)))(1, 0, "gcp") == "gcp"
+
+
+def test_small_variant():
+    with torch.device("meta"):
+        assert n_params(create_model("unireplknet_a_small")) == 4_324_550
+    m = create_model("unireplknet_a_small")
+    assert m.feature_sizes == [(32, 32), (16, 16), (8, 8), (4, 4)] and m.num_classes == 10
+    randomize(m).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y0 = m(x)
+        y1 = reparameterize(m)(x)
+    assert y0.shape == (2, 10) and (y0 - y1).abs().max().item() < 1e-4 * y0.abs().max().item()
+
+
+def test_dilated_reparam_in_convnext_reparameterizes():
+    m = randomize(create_model("convnext_atto", mixer="dilated_reparam", img_size=32, stem="small",
+                               num_classes=5)).eval()
+    x = torch.randn(1, 3, 30, 26)
+    with torch.no_grad():
+        y0 = m(x)
+        y1 = reparameterize(m)(x)
+    assert (y0 - y1).abs().max().item() < 1e-4 * y0.abs().max().item()
+    assert not any(isinstance(mm, nn.BatchNorm2d) for mm in m.modules())
+
+
+@pytest.mark.slow
+def test_macs_224():
+    from blockzoo.profile import count_macs
+    for name, train, deploy, paper, tol in (("unireplknet_a", 674_684_480, 639_843_520, 0.6e9, 0.05e9),
+                                            ("unireplknet_t", 5_003_516_800, 4_898_993_920, 4.9e9, 0.03 * 4.9e9)):
+        m = create_model(name, init="kaiming")
+        assert count_macs(m, (3, 224, 224)).macs == train
+        reparameterize(m)
+        assert count_macs(m, (3, 224, 224)).macs == deploy
+        assert abs(deploy - paper) < tol
