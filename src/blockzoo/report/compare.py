@@ -104,12 +104,12 @@ def _machine() -> dict[str, Any]:
 
 
 def _profile_variant(model_name: str, slots: dict[str, str], in_chans: int, num_classes: int,
-                     image_size: tuple[int, int], latency_batch: int) -> dict[str, Any]:
+                     image_size: tuple[int, int], latency_batch: int, threads: int | None) -> dict[str, Any]:
     from blockzoo.profile import profile
 
     m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **slots)
     rep = profile(m, (in_chans, *image_size), batch_size=latency_batch, train_step=False, memory=False,
-                  min_time_s=0.3, name=model_name)
+                  min_time_s=0.3, threads=threads, name=model_name)
     lat = rep.latency_ms or {}
     return {"params": rep.params, "macs": rep.macs, "latency_ms": lat.get("median"), "latency_iqr_ms": lat.get("iqr"),
             "latency_batch": latency_batch, "latency_threads": lat.get("threads"),
@@ -141,8 +141,11 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     test_set = load_dataset(base_train.data, "test", data_dir=base_train.data_dir)
     in_chans, num_classes, image_size = train_set.in_chans, train_set.num_classes, tuple(train_set.image_size)
 
+    machine = _machine()
+    if base_train.threads:  # the runs (training and latency) use this many threads, not the process default
+        machine["threads"] = base_train.threads
     results: dict[str, Any] = {
-        "config": cfg.to_dict(), "machine": _machine(), "model": cfg.model, "data": base_train.data,
+        "config": cfg.to_dict(), "machine": machine, "model": cfg.model, "data": base_train.data,
         "train_images": len(train_set), "test_images": len(test_set), "image_size": list(image_size),
         "started": _dt.datetime.now().isoformat(timespec="seconds"), "variants": [],
     }
@@ -150,7 +153,7 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     for v in variants:
         slots = {**cfg.fixed, **v}
         profiles[variant_label(v)] = _profile_variant(cfg.model, slots, in_chans, num_classes, image_size,
-                                                      cfg.latency_batch)
+                                                      cfg.latency_batch, base_train.threads)
     runs: dict[str, dict[int, dict[str, Any]]] = {variant_label(v): {} for v in variants}
     # seed-major order: an interrupted compare still has every variant at the first seeds
     for seed in cfg.seeds:
