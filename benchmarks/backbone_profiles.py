@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-batch", type=int, default=16)
     ap.add_argument("--small-train-batch", type=int, default=64)
-    ap.add_argument("--max-params", type=float, default=60e6, help="skip training throughput above this size")
+    ap.add_argument("--max-params", type=float, default=30e6, help="skip training throughput above this size")
+    ap.add_argument("--max-macs", type=float, default=5e9, help="skip training throughput above this many MACs")
     ap.add_argument("--out", default="benchmarks/results/backbone_profiles")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         m = create_model(name, num_classes=spec.num_classes)
         n_params = sum(p.numel() for p in m.parameters())
         tb = a.small_train_batch if small else a.train_batch
-        do_train = n_params <= a.max_params
+        from blockzoo.profile import count_macs
+        do_train = n_params <= a.max_params and count_macs(m, size).macs <= a.max_macs
         t0 = time.perf_counter()
         r = profile(m, size, batch_size=1, train_batch_size=tb, train_step=do_train, memory=False, min_time_s=0.3,
                     warmup=1, iters=None, threads=a.threads, name=name)

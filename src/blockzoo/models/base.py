@@ -47,10 +47,12 @@ class Backbone(nn.Module):
     in_chans: int
     model_name: str = "<model>"
 
-    def init_head(self, num_features: int, num_classes: int, head="avg", drop_rate: float = 0.0) -> None:
+    def init_head(self, num_features: int, num_classes: int, head="avg", drop_rate: float = 0.0,
+                  feat_size: tuple[int, int] | None = None) -> None:
+        """Build the head slot (checked against the final feature size when known), dropout and classifier."""
         self.num_features, self.num_classes, self.drop_rate = num_features, num_classes, drop_rate
-        self.head_spec = head
-        self.head = build_slot("head", head, num_features, SlotContext(self.model_name, "head"))
+        self.head_spec, self.head_feat_size = head, feat_size
+        self.head = build_slot("head", head, num_features, SlotContext(self.model_name, "head", feat_size))
         self.head_hidden_size = getattr(self.head, "out_features", num_features)
         self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
@@ -83,7 +85,8 @@ class Backbone(nn.Module):
 
     def reset_classifier(self, num_classes: int, head=None) -> None:
         if head is not None:
-            self.head = build_slot("head", head, self.num_features, SlotContext(self.model_name, "head"))
+            self.head = build_slot("head", head, self.num_features,
+                                   SlotContext(self.model_name, "head", getattr(self, "head_feat_size", None)))
             self.head_hidden_size = getattr(self.head, "out_features", self.num_features)
         self.num_classes = num_classes
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()

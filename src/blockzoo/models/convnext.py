@@ -88,3 +88,16 @@ for _name, (_depths, _dims, _pp, _pm) in CONFIGS.items():
               "mlp_layout ('linear'|'conv'), head_init_scale, mixer_kwargs_per_stage.",
     )(metaformer_entry(_name, dict(CONVNEXT, depths=_depths, dims=_dims),
                        doc=f"ConvNeXt ({_name}): depths {_depths}, dims {_dims}"))
+
+# A shared small skeleton for comparing token mixers on 28-32 px images (not a paper model): ConvNeXt-atto's depths
+# and widths with a 2x2/2 patch stem, so a 28 px image gives 14/7/3/1 feature maps (32 px: 16/8/4/2) and costs
+# ~26 MMACs with dwconv (about ResNet-20's 31 MMACs). `blockzoo compare convnext_atto_small --vary mixer=dwconv,inception_dw,gnconv,...`
+register_model(
+    "convnext_atto_small", family="convnext_small_input", slots=SLOTS, paper=papers.CONVNEXT, input_size=(1, 28, 28),
+    num_classes=10,
+    summary="ConvNeXt-atto depths/widths with a 2x2/2 patch stem for 28-32 px inputs: the shared skeleton of the "
+            "mixer comparisons (not a paper model)",
+    notes="Options as convnext_*; patch_size (2), img_size (28).",
+)(metaformer_entry("convnext_atto_small", dict(CONVNEXT, depths=CONFIGS["convnext_atto"][0],
+                                                dims=CONFIGS["convnext_atto"][1], patch_size=2),
+                   default_img_size=28, doc="ConvNeXt-atto with a 2x2 patch stem for small images"))

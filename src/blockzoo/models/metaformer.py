@@ -511,7 +511,7 @@ class MetaFormer(Backbone):
         self.norm_pre = norm_layer(dims[-1]) if head_norm == "pre" else nn.Identity()
         self._head_norm, self._head_hidden_ratio, self._act_layer, self._norm_layer = (
             head_norm, head_hidden_ratio, act_layer, norm_layer)
-        self.init_head(dims[-1], num_classes, head, drop_rate)
+        self.init_head(dims[-1], num_classes, head, drop_rate, feat_size=feat)
         self._build_head_pre()
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 

@@ -146,7 +146,7 @@ class ResNet(Backbone):
                 in_planes = w * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
-        self.init_head(in_planes, num_classes, head, drop_rate)
+        self.init_head(in_planes, num_classes, head, drop_rate, feat_size=feat)
         init_weights(self, zero_init_last=zero_init_last)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

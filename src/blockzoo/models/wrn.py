@@ -68,7 +68,7 @@ class WideResNet(Backbone):
         self.groups = nn.Sequential(*groups)
         self.final_norm = make_norm(norm, in_planes)
         self.final_act = make_act(act)
-        self.init_head(in_planes, num_classes, head, drop_rate)
+        self.init_head(in_planes, num_classes, head, drop_rate, feat_size=feat)
         init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
