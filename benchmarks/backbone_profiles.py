@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = by["inception_next_tiny"]["train_img_s"] / by["convnext_tiny"]["train_img_s"]
         lines += ["", f"InceptionNeXt-T / ConvNeXt-T training throughput on this CPU: **{ratio:.2f}x** "
                   "(paper: 1.6x on an A100 GPU, batch 128, full precision)."]
+    lines += ["", "Notes: the UniRepLKNet and FFNet papers count the re-parameterised (deploy) structure; this table "
+              "profiles the training structure. After `blockzoo.deploy.reparameterize(model)`: unireplknet_a "
+              "4,437,300 params / 0.640 GMACs, unireplknet_t 31,037,980 / 4.899 G, ffnet_1..4 13,660,152 / "
+              "26,908,440 / 48,330,632 / 79,200,360 params (tests assert both forms). SpaRTAN, AFFNet and FFNet-1..3 "
+              "are profiled at 256 px, the resolution of their official configs; LSNet's and AFFNet's papers round "
+              "to 0.1 G (see the model docstrings for the rounding analysis)."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 
