@@ -246,10 +246,22 @@ def cmd_compare(a: argparse.Namespace) -> int:
               f"{'the full training set' if a.subset is None else f'{a.subset} training images'} of {a.data}, "
               f"batch {a.batch_size}, {a.precision}; output in {out}")
     res = run_compare(cfg, console=con)
-    from rich.markdown import Markdown
-    con.print(Markdown((__import__("pathlib").Path(out) / "leaderboard.md").read_text()))
-    con.print(f"[bold]wrote[/] {out}/leaderboard.md, leaderboard.csv, results.json, tradeoff.png")
-    del res
+    from rich.table import Table
+
+    from blockzoo.report.compare import leaderboard_rows
+    rows = leaderboard_rows(res)
+    keep = [k for k in rows[0] if k in ("variant", "params", "MACs (M)", "test acc % (mean ± std)",
+                                        "Δ vs baseline (pp)", "paired p") or k.startswith("latency")]
+    b = res["budget"]
+    t = Table(title=f"{res['model']} on {res['data']}: {b['epochs']} epochs, {res['train_images']} training images, "
+                    f"seeds {b['seeds']}")
+    for k in keep:
+        t.add_column(k, overflow="fold")
+    for r in rows:
+        t.add_row(*(str(r[k]) for k in keep))
+    con.print(t)
+    con.print(f"[bold]wrote[/] {out}/leaderboard.md (full table and budget), leaderboard.csv, results.json, "
+              f"tradeoff.png")
     return 0
 
 
