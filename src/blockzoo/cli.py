@@ -255,8 +255,10 @@ def cmd_compare(a: argparse.Namespace) -> int:
     b = res["budget"]
     t = Table(title=f"{res['model']} on {res['data']}: {b['epochs']} epochs, {res['train_images']} training images, "
                     f"seeds {b['seeds']}")
+    short = {"MACs (M)": "MMACs", "test acc % (mean ± std)": "test acc %", "Δ vs baseline (pp)": "Δ pp",
+             "paired p": "p"}
     for k in keep:
-        t.add_column(k, overflow="fold")
+        t.add_column(short.get(k, "ms bs1" if k.startswith("latency") else k), no_wrap=k == "variant")
     for r in rows:
         t.add_row(*(str(r[k]) for k in keep))
     con.print(t)
