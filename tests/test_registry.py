@@ -85,3 +85,11 @@ def test_info_is_json():
     import json
     json.dumps(get_info("eca")), json.dumps(get_info("resnet20"))
     assert get_info("eca")["paper"]["id"] == "S003"
+
+
+def test_docs_catalog_lists_every_entry():
+    """docs/catalog.md is generated (`blockzoo docs`); it must list every registered block and model."""
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "catalog.md").read_text()
+    missing = [n for n in list_blocks() + list_models() if f"`{n}`" not in text]
+    assert not missing, f"docs/catalog.md is stale (run `blockzoo docs`); missing: {missing}"
