@@ -135,14 +135,8 @@ def _normalize_all(ds: Any, channels_last: bool) -> torch.Tensor:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from blockzoo.train.trainer import _device_name
+    return _device_name(torch.device("cpu"))
 
 
 # --------------------------------------------------------------------------------------------------- the recipe
