@@ -29,6 +29,13 @@ def to_size(img_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)  # type: ignore
 
 
+def check_stage_size(model_name: str, stage: int, feat: tuple[int, int] | None) -> None:
+    """Refuse at build time an input so small that ``stage`` would get an empty feature map."""
+    if feat is not None and min(feat) < 1:
+        raise ValueError(f"{model_name}: the input is too small, stage {stage} would have {feat[0]}x{feat[1]} "
+                         f"features; use a larger img_size or stem='small'")
+
+
 def imagenet_stem(in_chans: int, width: int, norm="bn", act="relu",
                   feat_size: tuple[int, int] | None = None) -> tuple[nn.Module, tuple[int, int] | None]:
     """He et al.'s ImageNet stem: 7x7/2 conv (no bias) -> norm -> act -> 3x3/2 max-pool; returns (stem, output size)."""

@@ -82,7 +82,7 @@ import torch.nn as nn
 
 from blockzoo.blocks.common.layers import make_act, make_divisible
 from blockzoo.blocks.mixers.ls_conv import LSNET, ConvBN
-from blockzoo.models.base import Backbone, init_weights, to_size
+from blockzoo.models.base import Backbone, check_stage_size, init_weights, to_size
 from blockzoo.models.metaformer import DropPath, MetaFormerStage, drop_path_schedule
 from blockzoo.registry import Claim, SlotContext, build_slot, parse_slot_value, register_model
 
@@ -306,9 +306,7 @@ class LSNet(Backbone):
             ds: nn.Module = nn.Identity() if i == 0 else LSNetDownsample(dims[i - 1], dims[i])
             if i > 0:
                 feat = ds.out_size(feat)  # type: ignore[operator]
-            if feat is not None and min(feat) < 1:
-                raise ValueError(f"{model_name}: the input is too small, stage {i} would have {feat[0]}x{feat[1]} "
-                                 f"features; use a larger img_size or stem='small'")
+            check_stage_size(model_name, i, feat)
             blocks = []
             for j in range(depths[i]):
                 pos = f"stages.{i}.blocks.{j}"

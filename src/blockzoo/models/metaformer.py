@@ -152,7 +152,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo.blocks.common.layers import LayerNorm2d, make_act, make_norm
-from blockzoo.models.base import Backbone, init_weights, out_size, to_size
+from blockzoo.models.base import Backbone, check_stage_size, init_weights, out_size, to_size
 from blockzoo.registry import SlotContext, build_slot, parse_slot_value
 
 __all__ = [
@@ -487,9 +487,7 @@ class MetaFormer(Backbone):
                 ds = _embed(downsample, DOWNSAMPLES, downsample_kwargs, "downsample", dims[i - 1], dims[i],
                             norm_layer, act_layer, i)
                 feat = self._track(ds, feat)
-            if feat is not None and min(feat) < 1:
-                raise ValueError(f"{model_name}: the input is too small, stage {i} would have {feat[0]}x{feat[1]} "
-                                 f"features; use a larger img_size or stem='small'")
+            check_stage_size(model_name, i, feat)
             blocks = []
             for j in range(depths[i]):
                 pos = f"stages.{i}.blocks.{j}"
