@@ -78,3 +78,25 @@ def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "blockzoo.cli", "list", "models", "resnet2*", "--json"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "resnet20" in r.stdout
+
+
+def test_compare_model_arg_places_blocks_in_late_stages_only(tmp_path, capsys):
+    """--model-arg passes non-slot constructor options (here ResNet's attn_stages) to every variant."""
+    assert main(["compare", "resnet20", "--vary", "attn=none,eca", "--model-arg", "attn_stages=(2,)",
+                 "--seeds", "1", "--data", "synthetic", "--subset", "32", "--epochs", "1", "--batch-size", "32",
+                 "--no-progress", "--precision", "fp32", "--no-channels-last", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"]["model_kwargs"] == {"attn_stages": [2]}  # the tuple, as JSON
+    # ECA in the 3 blocks of the last stage only (64 channels -> k = 3): 9 parameters instead of 27
+    assert data["variants"][1]["params"] - data["variants"][0]["params"] == 9
+    assert "attn_stages=" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_unknown_model_option_is_one_clear_line(capsys):
+    assert main(["profile", "resnet20", "--no-latency", "--model-arg", "attn_stage=(2,)"]) == 2
+    assert "has no option 'attn_stage'" in capsys.readouterr().err
+    assert main(["train", "resnet20", "--data", "synthetic", "--subset", "32", "--epochs", "1", "--no-progress",
+                 "--model-arg", "attn_stage=(2,)"]) == 2
+    err = capsys.readouterr().err
+    assert "has no option 'attn_stage'" in err and "Traceback" not in err

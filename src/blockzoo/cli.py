@@ -41,6 +41,21 @@ def _parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _parse_model_args(items: list[str] | None) -> dict[str, Any]:
+    """``--model-arg KEY=VALUE``: VALUE as a Python literal (``2``, ``(1, 2)``, ``True``, ``'B'``), else a string."""
+    import ast
+    out: dict[str, Any] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip().isidentifier():
+            raise SystemExit(f"error: --model-arg expects KEY=VALUE (e.g. attn_stages=(2,)), got {item!r}")
+        try:
+            out[k.strip()] = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v.strip()
+    return out
+
+
 def _parse_input(s: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(x) for x in s.replace("x", ",").split(",") if x)
@@ -157,7 +172,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
     else:
         spec = get_model_spec(a.name)   # clear error with suggestions for unknown names
         size = _parse_input(a.input) if a.input else spec.input_size
-        kw: dict[str, Any] = dict(sets)
+        kw: dict[str, Any] = {**_parse_model_args(a.model_arg), **sets}
         model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, img_size=size[1:], **kw)
         name = a.name + (" " + " ".join(f"{k}={v}" for k, v in sets.items()) if sets else "")
     rep = profile(model, size, batch_size=a.batch_size, train_batch_size=a.train_batch_size,
@@ -177,7 +192,7 @@ def _train_config_fields():
     return TrainConfig, [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)]
 
 
-_SKIP_FLAGS = {"model", "slots", "tta_thresholds", "out_dir"}
+_SKIP_FLAGS = {"model", "slots", "model_kwargs", "tta_thresholds", "out_dir"}
 
 
 def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
@@ -209,7 +224,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from blockzoo.train import TrainConfig, train
 
     get_model_spec(a.model)
-    cfg = TrainConfig(model=a.model, slots=_parse_sets(a.set), out_dir=a.out, **_train_kwargs(a))
+    cfg = TrainConfig(model=a.model, slots=_parse_sets(a.set), model_kwargs=_parse_model_args(a.model_arg),
+                      out_dir=a.out, **_train_kwargs(a))
     con = _console()
     res = train(cfg, console=con)
     con.print(f"[bold]done[/]: final test acc {100 * res['final_test_acc']:.2f}% "
@@ -238,6 +254,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     seeds = _parse_seeds(a.seeds)
     out = a.out or f"runs/compare-{a.model}-{'-'.join(vary)}"
     cfg = CompareConfig(model=a.model, vary=vary, fixed=_parse_sets(a.set), seeds=seeds, out_dir=out,
+                        model_kwargs=_parse_model_args(a.model_arg),
                         train=_train_kwargs(a, compare=True), latency_batch=a.latency_batch,
                         command="blockzoo " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     con = _console()
@@ -330,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", default=None, help="C,H,W (default: the model's paper input; blocks: 64,56,56)")
     s.add_argument("--channels", type=int, default=None, help="blocks: channel count (default 64)")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="swap a slot, e.g. --set attn=eca")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="model constructor option other than a slot, e.g. --model-arg attn_stages=(2,)")
     s.add_argument("--num-classes", type=int, default=None)
     s.add_argument("--batch-size", type=int, default=1, help="latency batch size (default 1)")
     s.add_argument("--train-batch-size", type=int, default=None, help="train-step batch size (default: batch size)")
@@ -347,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="swap a slot, e.g. --set attn=eca")
     s.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>-seed<seed>)")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="model constructor option other than a slot, e.g. --model-arg attn_stages=(2,)")
     _add_train_flags(s)
     s.set_defaults(fn=cmd_train)
 
@@ -355,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vary", action="append", metavar="SLOT=V1,V2,...", required=True,
                    help="values of a slot to compare; the first is the baseline (repeat for a Cartesian product)")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="fixed slot value for every variant")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="model constructor option (every variant) other than a slot, e.g. --model-arg attn_stages=(2,)")
     s.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a list 0,1,2 (default 3)")
     s.add_argument("--out", default=None, help="output directory (default runs/compare-<model>-<slots>)")
     s.add_argument("--latency-batch", type=int, default=1)

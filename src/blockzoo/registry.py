@@ -18,6 +18,8 @@ A slot value may be a registered name (``"eca"``), a name with keyword arguments
 """
 from __future__ import annotations
 
+import re
+
 import ast
 import difflib
 import fnmatch
@@ -489,7 +491,15 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     kw = {**{k: v for k, v in spec.slots.items()}, **kwargs}
     kw["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kw["in_chans"] = spec.input_size[0] if in_chans is None else in_chans
-    model = spec.fn(**kw)
+    try:
+        model = spec.fn(**kw)
+    except TypeError as e:  # a misspelt constructor option: say which, instead of a traceback from deep inside
+        m = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        if m is None:
+            raise
+        raise BlockzooError(
+            f"model {name!r} has no option {m.group(1)!r}. Its slots are: {', '.join(spec.slots) or 'none'}; "
+            f"see `blockzoo info {name}` for its constructor options.") from e
     if hasattr(model, "__dict__"):
         model.model_name = name  # type: ignore[attr-defined]
     return model

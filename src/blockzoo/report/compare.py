@@ -37,6 +37,7 @@ class CompareConfig:
     model: str = "resnet20"
     vary: dict[str, list[str]] = field(default_factory=lambda: {"attn": ["none", "se", "eca", "coord", "scse"]})
     fixed: dict[str, str] = field(default_factory=dict)      # --set slot=value applied to every variant
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # --model-arg: non-slot constructor options
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     out_dir: str = "runs/compare"
     train: dict[str, Any] = field(default_factory=dict)      # TrainConfig fields shared by every run
@@ -103,7 +104,7 @@ def _machine() -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def _profile_variant(model_name: str, slots: dict[str, str], in_chans: int, num_classes: int,
+def _profile_variant(model_name: str, slots: dict[str, Any], in_chans: int, num_classes: int,
                      image_size: tuple[int, int], latency_batch: int, threads: int | None) -> dict[str, Any]:
     from blockzoo.profile import profile
 
@@ -151,7 +152,7 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     }
     profiles: dict[str, dict[str, Any]] = {}
     for v in variants:
-        slots = {**cfg.fixed, **v}
+        slots = {**cfg.model_kwargs, **cfg.fixed, **v}
         profiles[variant_label(v)] = _profile_variant(cfg.model, slots, in_chans, num_classes, image_size,
                                                       cfg.latency_batch, base_train.threads)
     runs: dict[str, dict[int, dict[str, Any]]] = {variant_label(v): {} for v in variants}
@@ -167,8 +168,8 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
                     continue
                 except json.JSONDecodeError:
                     pass  # torn file: re-run (resumes from the checkpoint)
-            tcfg = dataclasses.replace(base_train, slots={**cfg.fixed, **v}, seed=seed, out_dir=str(run_dir),
-                                       resume=True)
+            tcfg = dataclasses.replace(base_train, slots={**cfg.fixed, **v}, model_kwargs=dict(cfg.model_kwargs),
+                                       seed=seed, out_dir=str(run_dir), resume=True)
             if console is not None:
                 console.print(f"[bold]compare[/] {cfg.model} {label} seed {seed}")
             res = train(tcfg, train_set=train_set, test_set=test_set, console=console)
@@ -258,6 +259,9 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         "blockzoo.profile (torch FlopCounterMode formulas). Latency: median forward time in eval mode, fp32, after "
         "warm-up. train s/run: training time per run, evaluation excluded.",
     ]
+    fixed = {**results["config"].get("model_kwargs", {}), **results["config"].get("fixed", {})}
+    if fixed:
+        head.append("- Every variant also uses: " + ", ".join(f"{k}={v!r}" for k, v in fixed.items()) + ".")
     if results["config"].get("command"):
         head.append(f"- Command: `{results['config']['command']}`")
     head += ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]

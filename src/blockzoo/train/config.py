@@ -31,6 +31,9 @@ ADAMW_WEIGHT_DECAY = 0.05
 class TrainConfig:
     """Everything that defines a training run (see module docstring for the flag mapping).
 
+    Model
+        ``model``: registered model name; ``slots``: slot overrides (``{"attn": "eca"}``, flag ``--set``);
+        ``model_kwargs``: other constructor options (``{"attn_stages": (2,)}``, flag ``--model-arg``).
     Optimisation
         ``optimizer``: ``sgd`` (momentum ``momentum``, Nesterov if ``nesterov``) or ``adamw`` (betas 0.9/0.999).
         ``lr``: peak learning rate. ``None`` -> SGD: ``0.1 * batch_size / 128`` (linear scaling rule);
@@ -68,6 +71,7 @@ class TrainConfig:
 
     model: str = "resnet20"
     slots: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
     data: str = "fashion-mnist"
     data_dir: str | None = None
     subset: int | None = None
@@ -139,6 +143,8 @@ class TrainConfig:
             raise bad("max_train_time_s", self.max_train_time_s, "a positive number of seconds")
         if not isinstance(self.slots, dict):
             raise bad("slots", self.slots, "a dict of slot=block overrides")
+        if not isinstance(self.model_kwargs, dict):
+            raise bad("model_kwargs", self.model_kwargs, "a dict of model constructor options")
         for t in self.tta_thresholds:
             if not 0 < float(t) <= 1:
                 raise bad("tta_thresholds", self.tta_thresholds, "accuracies in (0, 1]")
@@ -148,7 +154,8 @@ class TrainConfig:
         """A validated copy with the optimizer-dependent ``None`` defaults (lr, weight decay, eval batch, out dir)
         filled in. Device and precision stay symbolic; the trainer records the effective ones separately."""
         self.validate()
-        cfg = dataclasses.replace(self, slots=dict(self.slots), tta_thresholds=[float(t) for t in self.tta_thresholds])
+        cfg = dataclasses.replace(self, slots=dict(self.slots), model_kwargs=dict(self.model_kwargs),
+                                  tta_thresholds=[float(t) for t in self.tta_thresholds])
         if cfg.lr is None:
             cfg.lr = SGD_LR_PER_128 * cfg.batch_size / 128 if cfg.optimizer == "sgd" else ADAMW_LR
         if cfg.weight_decay is None:

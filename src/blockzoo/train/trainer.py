@@ -304,7 +304,7 @@ def _create_model(cfg: TrainConfig, train_set: Any) -> nn.Module:
     if create is None:
         from blockzoo.registry import create_model as create
     return create(cfg.model, num_classes=int(train_set.num_classes), in_chans=int(train_set.in_chans),
-                  img_size=tuple(train_set.image_size), **cfg.slots)
+                  img_size=tuple(train_set.image_size), **{**cfg.model_kwargs, **cfg.slots})
 
 
 def _rewrite_metrics(path: Path, keep_upto_epoch: int) -> None:
