@@ -174,6 +174,9 @@ class MobileNetV2(Backbone):
         attn_position: ``None`` (per-block rule), ``"after_dw"`` or ``"after_proj"``.
         attn_first_block: put ``attn`` in the t = 1 block too (``None``: per-block rule; CA's official code: no).
         eca_k_official: with ``attn="eca"``, use the released ECA-MobileNetV2 kernels (k = 1 for c <= 96, else 3).
+        attn_stages: indices (0-6) of the bottleneck stages (rows of the paper's Table 2) that get ``attn``;
+            ``None``: all. E.g. ``(3, 4, 5, 6)`` keeps costly blocks (non-local, residual attention) to the late,
+            low-resolution stages, as the non-local paper does in ResNets.
         drop_rate: dropout before the classifier.
     """
 
@@ -182,7 +185,8 @@ class MobileNetV2(Backbone):
                  attn_position: str | None = None, attn_first_block: bool | None = None, eca_k_official: bool = False,
                  norm: Any = "bn", act: Any = "relu6", head: Any = "avg", round_nearest: int = 8,
                  last_channels: int = 1280, settings: tuple[tuple[int, int, int, int], ...] = MBV2_SETTINGS,
-                 model_name: str = "mobilenetv2", zero_init_last: bool = False):
+                 model_name: str = "mobilenetv2", zero_init_last: bool = False,
+                 attn_stages: tuple[int, ...] | None = None):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive (the paper uses 0.35 ... 1.4), got {width_mult}")
@@ -195,6 +199,9 @@ class MobileNetV2(Backbone):
                              f"got {attn_position!r}")
         first_block = rule_first if attn_first_block is None else attn_first_block
         attn_name, attn_kw = parse_slot_value(attn)
+        if attn_stages is not None and not set(attn_stages) <= set(range(len(settings))):
+            raise ValueError(f"attn_stages must be indices of the {len(settings)} bottleneck stages "
+                             f"(0-{len(settings) - 1}), got {attn_stages!r}")
         if eca_k_official and attn_name != "eca":
             raise ValueError(f"eca_k_official=True only applies to attn='eca', got attn={attn!r}")
         if eca_k_official and "k_size" in attn_kw:
@@ -219,7 +226,7 @@ class MobileNetV2(Backbone):
                 first_stride2 = False
             for i in range(n):
                 stride = s if i == 0 else 1
-                use_attn = attn if (t != 1 or first_block) else "none"
+                use_attn = attn if (t != 1 or first_block) and (attn_stages is None or si in attn_stages) else "none"
                 if eca_k_official and use_attn not in (None, "none"):
                     use_attn = ("eca", {**attn_kw, "k_size": eca_official_k(c)})
                 pos = f"blocks.{len(blocks)}"
