@@ -175,8 +175,13 @@ def cmd_profile(a: argparse.Namespace) -> int:
         kw: dict[str, Any] = {**_parse_model_args(a.model_arg), **sets}
         model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, img_size=size[1:], **kw)
         name = a.name + (" " + " ".join(f"{k}={v}" for k, v in sets.items()) if sets else "")
+    if a.deploy:  # profile the inference form: re-parameterisable branches merged, BN folded where the block does
+        from blockzoo.deploy import reparameterize
+        model = reparameterize(model.eval())
+        name += " (deploy form)"
+    train_step = not (a.no_latency or a.no_train_step or a.deploy)
     rep = profile(model, size, batch_size=a.batch_size, train_batch_size=a.train_batch_size,
-                  latency=not a.no_latency, train_step=not a.no_latency and not a.no_train_step, dtype=a.dtype,
+                  latency=not a.no_latency, train_step=train_step, dtype=a.dtype,
                   channels_last=a.channels_last, threads=a.threads, device=a.device, name=name)
     if a.json:
         _print_json(rep.to_dict())
@@ -356,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--deploy", action="store_true",
+                   help="profile the deploy form (blockzoo.deploy.reparameterize: merged branches; no train step)")
     s.add_argument("--no-latency", action="store_true", help="count params/MACs only")
     s.add_argument("--no-train-step", action="store_true")
     s.add_argument("--json", action="store_true")

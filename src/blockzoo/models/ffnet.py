@@ -56,6 +56,8 @@ within 3% of the paper for all four models (FFNet-4 to 0.05%; FFNet-1's 2.985G i
 """
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -207,6 +209,17 @@ CONFIGS = {
     "ffnet_3": ((4, 4, 22, 5), (96, 192, 384, 768), 7, 1e-6, 256, 48.3e6, 10.1e9),
     "ffnet_4": ((4, 4, 27, 3), (128, 256, 512, 1024), 7, 1e-6, 384, 79.2e6, 43.1e9),
 }
+def _with_deploy(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """A registered FFNet gets ``model.reparameterize()`` = :func:`reparameterize_ffnet`, so the generic
+    :func:`blockzoo.deploy.reparameterize` (and ``blockzoo profile --deploy``) gives the full deploy form."""
+    @functools.wraps(build)
+    def wrapped(*args: Any, **kwargs: Any) -> nn.Module:
+        model = build(*args, **kwargs)
+        model.reparameterize = types.MethodType(reparameterize_ffnet, model)
+        return model
+    return wrapped
+
+
 # exact counts of our builds (1000 classes, 3 input channels): parameters and MACs at 256 px, in the training form
 # and in the deploy form (reparameterize_ffnet: re-param branches and BNs folded, as the official export)
 _PARAMS = {"ffnet_1": 13_775_656, "ffnet_2": 27_208_408, "ffnet_3": 48_817_896, "ffnet_4": 79_868_968}
@@ -234,8 +247,8 @@ for _name, (_d, _w, _k, _ls, _size, _pp, _pm) in CONFIGS.items():
                 Claim(f"{_pm / 1e9:.1f} GFLOPs (MACs) at {_size} px (ours {_MACS_DEPLOY[_name] / 1e9:.3f}G deploy)",
                       _T + "test_ffnet_macs")),
         notes=_NOTES,
-    )(metaformer_entry(_name, _config(_d, _w, _k, _ls), default_img_size=_size,
-                       doc=f"FFNet ({_name}): depths {_d}, dims {_w}, channel-mixer kernel {_k}"))
+    )(_with_deploy(metaformer_entry(_name, _config(_d, _w, _k, _ls), default_img_size=_size,
+                                    doc=f"FFNet ({_name}): depths {_d}, dims {_w}, channel-mixer kernel {_k}")))
 
 _NANO_PARAMS = 1_992_874
 register_model(
@@ -245,5 +258,6 @@ register_model(
             "stride-1 FFNet stem",
     claims=(Claim(f"{_NANO_PARAMS:,} parameters (10 classes)", _T + "test_ffnet_param_counts"),),
     notes=_NOTES,
-)(metaformer_entry("ffnet_nano", _config((2, 2, 6, 2), (32, 64, 128, 256), 3, None, stem_stride=1),
-                   default_img_size=32, doc="FFNet nano for 28-32 px inputs (stride-1 stem; 32/16/8/4 features)"))
+)(_with_deploy(metaformer_entry("ffnet_nano", _config((2, 2, 6, 2), (32, 64, 128, 256), 3, None, stem_stride=1),
+                                default_img_size=32,
+                                doc="FFNet nano for 28-32 px inputs (stride-1 stem; 32/16/8/4 features)")))
