@@ -22,7 +22,7 @@ from blockzoo.profile import profile
 from blockzoo.registry import create_model, get_model_spec, list_models
 
 sys.path.insert(0, str(Path(__file__).parent))
-from block_profiles import cpu_name  # noqa: E402
+from block_profiles import run_meta  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                "seconds": round(time.perf_counter() - t0, 1)}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    meta = {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": cpu_name(), "threads": a.threads,
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg()}
+    meta = run_meta(a.threads, load_before)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -32,6 +32,13 @@ def cpu_name() -> str:
     return platform.processor()
 
 
+def run_meta(threads: int, load_before: tuple[float, ...], **extra) -> dict:
+    """What every recorded benchmark states: command, CPU, threads, torch, date and the load average around it."""
+    return {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": cpu_name(), "threads": threads,
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), **extra,
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slots", default="attn")
@@ -65,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     row.update(error=f"{type(e).__name__}: {e}")
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
-    meta = {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": cpu_name(), "threads": a.threads,
-            "torch": torch.__version__, "blockzoo": blockzoo.__version__, "batch_size": a.batch_size,
-            "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    meta = run_meta(a.threads, load_before, blockzoo=blockzoo.__version__, batch_size=a.batch_size)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = "_".join(slots)

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from blockzoo.profile import profile
 from blockzoo.registry import create_block, list_blocks
 
 sys.path.insert(0, str(Path(__file__).parent))
-from block_profiles import cpu_name  # noqa: E402
+from block_profiles import run_meta  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} @ {s}: {type(e).__name__}: {e}", file=sys.stderr)
         data[name] = rec
         print(name, json.dumps(rec), file=sys.stderr, flush=True)
-    meta = {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": cpu_name(), "threads": a.threads,
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "channels": a.channels,
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    meta = run_meta(a.threads, load_before, channels=a.channels)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "mixers": data}, indent=2))
