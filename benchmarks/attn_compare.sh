@@ -7,11 +7,14 @@
 #   bash benchmarks/attn_compare.sh resnet20            # every attn block in every residual block
 #   bash benchmarks/attn_compare.sh resnet20_late       # none / non-local / softmax-free non-local in stages 2-3 only
 #   bash benchmarks/attn_compare.sh mobilenetv2         # every attn block at its paper position in every bottleneck
-#   bash benchmarks/attn_compare.sh mobilenetv2_late    # none / non-local / sfnl / residual attention, stages 3-6 only
+#   bash benchmarks/attn_compare.sh mobilenetv2_late    # none / non-local / sfnl / residual attention, stages 3-4 only
+# Extra arguments go to `blockzoo compare` (e.g. `--seeds 0,1` and `--seeds 2` on the two cores, then the plain command
+# once more: it skips the finished runs and writes the report over all seeds).
 # The non-local blocks (and the residual attention module) in *every* block at full 28x28 resolution cost 2-10x the
 # network's MACs (non-local in all 17 MobileNetV2 bottlenecks: 222 vs 23 MMACs) and did not finish one run in 20
-# minutes; their papers place them in late stages, so they get their own sweep with `--model-arg attn_stages=...`
-# (and the `none` baseline retrained under the same command).
+# minutes; their papers place them in late stages (non-local: res4), so they get their own sweep with
+# `--model-arg attn_stages=...` (and the `none` baseline retrained under the same command): ResNet-20 stages 2-3
+# (14x14, 7x7), MobileNetV2 bottleneck stages 3-4 (c = 64, 96 at 7x7 from 28 px: the res4-like stride-16 stage).
 # Reports (leaderboard.md/csv, results.json, tradeoff.png) are copied to benchmarks/results/attn_<name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +32,11 @@ run() {  # name model variants subset [extra compare args...]
   cp runs/bench/attn_$name/{leaderboard.md,leaderboard.csv,results.json,tradeoff.png} "benchmarks/results/attn_$name/"
 }
 case "${1:-}" in
-  resnet20) run resnet20 resnet20 "$(blocks nonlocal none)" 6000 ;;
-  resnet20_late) run resnet20_late resnet20 none,nonlocal,sfnl 6000 --model-arg "attn_stages=(1,2)" ;;
-  mobilenetv2) run mobilenetv2_050_small mobilenetv2_050_small "$(blocks "$HEAVY" none,se,eca,coord,cbam)" 3000 ;;
+  resnet20) run resnet20 resnet20 "$(blocks nonlocal none)" 6000 "${@:2}" ;;
+  resnet20_late) run resnet20_late resnet20 none,nonlocal,sfnl 6000 --model-arg "attn_stages=(1,2)" "${@:2}" ;;
+  mobilenetv2) run mobilenetv2_050_small mobilenetv2_050_small "$(blocks "$HEAVY" none,se,eca,coord,cbam)" 3000 \
+                 "${@:2}" ;;
   mobilenetv2_late) run mobilenetv2_050_small_late mobilenetv2_050_small none,nonlocal,sfnl,resattn 3000 \
-                      --model-arg "attn_stages=(3,4,5,6)" ;;
+                      --model-arg "attn_stages=(3,4)" "${@:2}" ;;
   *) echo "usage: $0 resnet20 | resnet20_late | mobilenetv2 | mobilenetv2_late" >&2; exit 2 ;;
 esac
