@@ -8,7 +8,7 @@
 #   bash benchmarks/attn_compare.sh resnet20_late       # none / non-local / softmax-free non-local in stages 2-3 only
 #   bash benchmarks/attn_compare.sh mobilenetv2         # every attn block at its paper position in every bottleneck
 #   bash benchmarks/attn_compare.sh mobilenetv2_late    # none / non-local / sfnl / residual attention, stages 3-4 only
-# Extra arguments go to `blockzoo compare` (e.g. `--seeds 0,1` and `--seeds 2` on the two cores, then the plain command
+# Extra arguments go to `blockzoo compare` (e.g. `--seeds 0,1` and `--seeds 2:3` on the two cores, then the plain command
 # once more: it skips the finished runs and writes the report over all seeds).
 # The non-local blocks (and the residual attention module) in *every* block at full 28x28 resolution cost 2-10x the
 # network's MACs (non-local in all 17 MobileNetV2 bottlenecks: 222 vs 23 MMACs) and did not finish one run in 20
