@@ -351,38 +351,29 @@ def test_ffnet_block_order():
     torch.testing.assert_close(blk(x), x1 + blk.mlp(blk.dwconv(x1)))
 
 
-def test_ffnet_deploy_equivalence():
+@pytest.mark.parametrize("convert", ["reparameterize_ffnet", "generic"])
+def test_ffnet_deploy_equivalence(convert, capsys):
+    """reparameterize_ffnet and the generic blockzoo.deploy.reparameterize (which FFNet models route to it) both give
+    the full deploy form; converting twice is harmless; `blockzoo profile --deploy` profiles that form."""
+    from blockzoo.deploy import reparameterize
+    fn = reparameterize_ffnet if convert == "reparameterize_ffnet" else reparameterize
     torch.manual_seed(0)
     m = create_model("ffnet_nano")
     randomize_bn(m)
     m.eval()
     x = torch.randn(2, 3, 32, 28)
     y = m(x)
-    reparameterize_ffnet(m)
+    fn(m)
     assert not any(isinstance(mod, (RepDWConv, ConvBN)) for mod in m.modules())
     assert sum(isinstance(mod, nn.BatchNorm2d) for mod in m.modules()) == 1     # only the head BN stays
     torch.testing.assert_close(m(x), y, rtol=1e-4, atol=1e-4)
-
-
-def test_generic_reparameterize_gives_ffnet_deploy_form(capsys):
-    """blockzoo.deploy.reparameterize (and `blockzoo profile --deploy`) reach the full FFNet deploy form."""
-    from blockzoo.cli import main
-    from blockzoo.deploy import reparameterize
-    torch.manual_seed(0)
-    m = create_model("ffnet_nano")
-    randomize_bn(m)
-    m.eval()
-    x = torch.randn(2, 3, 32, 32)
-    y = m(x)
-    reparameterize(m)
-    assert not any(isinstance(mod, (RepDWConv, ConvBN)) for mod in m.modules())
+    fn(m)  # idempotent
     torch.testing.assert_close(m(x), y, rtol=1e-4, atol=1e-4)
-    reparameterize(m)  # idempotent
-    torch.testing.assert_close(m(x), y, rtol=1e-4, atol=1e-4)
-    n_deploy = sum(p.numel() for p in m.parameters())
-    assert main(["profile", "ffnet_nano", "--deploy", "--no-latency", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
-    assert rep["params"] == n_deploy < 1_992_874 and "deploy form" in rep["model"]
+    if convert == "generic":
+        from blockzoo.cli import main
+        assert main(["profile", "ffnet_nano", "--deploy", "--no-latency", "--json"]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        assert rep["params"] == sum(p.numel() for p in m.parameters()) < 1_992_874 and "deploy form" in rep["model"]
 
 
 @pytest.mark.slow
