@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from blockzoo import create_model
 from blockzoo.cli import main
 from blockzoo.report.compare import CompareConfig, expand_variants, parse_vary, run_compare
 
@@ -100,3 +101,6 @@ def test_unknown_model_option_is_one_clear_line(capsys):
                  "--model-arg", "attn_stage=(2,)"]) == 2
     err = capsys.readouterr().err
     assert "has no option 'attn_stage'" in err and "Traceback" not in err
+    # a misspelt *block* option is not blamed on the model
+    with pytest.raises(TypeError, match="reductoin"):
+        create_model("resnet20", attn="se(reductoin=8)")

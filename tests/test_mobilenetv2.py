@@ -172,7 +172,6 @@ def test_eca_params_per_module():
         create_model("mobilenetv2_100", attn="se", eca_k_official=True)
 
 
-
 def test_attn_stages_limits_blocks_to_chosen_stages():
     # stage rows (n = 1, 2, 3, 4, 3, 3, 1): stages 5 and 6 are the last 4 blocks
     m = create_model("mobilenetv2_050_small", in_chans=1, num_classes=10, attn="nonlocal", attn_stages=(5, 6))

@@ -200,6 +200,12 @@ def _train_config_fields():
 _SKIP_FLAGS = {"model", "slots", "model_kwargs", "tta_thresholds", "out_dir"}
 
 
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="model constructor option other than a slot (compare: for every variant), "
+                        "e.g. --model-arg attn_stages=(2,)")
+
+
 def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     """One flag per TrainConfig field (``foo_bar`` -> ``--foo-bar``), generated so the CLI never drifts."""
     TrainConfig, fields = _train_config_fields()
@@ -352,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", default=None, help="C,H,W (default: the model's paper input; blocks: 64,56,56)")
     s.add_argument("--channels", type=int, default=None, help="blocks: channel count (default 64)")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="swap a slot, e.g. --set attn=eca")
-    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="model constructor option other than a slot, e.g. --model-arg attn_stages=(2,)")
+    _add_model_arg(s)
     s.add_argument("--num-classes", type=int, default=None)
     s.add_argument("--batch-size", type=int, default=1, help="latency batch size (default 1)")
     s.add_argument("--train-batch-size", type=int, default=None, help="train-step batch size (default: batch size)")
@@ -373,8 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="swap a slot, e.g. --set attn=eca")
     s.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>-seed<seed>)")
-    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="model constructor option other than a slot, e.g. --model-arg attn_stages=(2,)")
+    _add_model_arg(s)
     _add_train_flags(s)
     s.set_defaults(fn=cmd_train)
 
@@ -383,8 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vary", action="append", metavar="SLOT=V1,V2,...", required=True,
                    help="values of a slot to compare; the first is the baseline (repeat for a Cartesian product)")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="fixed slot value for every variant")
-    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="model constructor option (every variant) other than a slot, e.g. --model-arg attn_stages=(2,)")
+    _add_model_arg(s)
     s.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a list 0,1,2 (default 3)")
     s.add_argument("--out", default=None, help="output directory (default runs/compare-<model>-<slots>)")
     s.add_argument("--latency-batch", type=int, default=1)

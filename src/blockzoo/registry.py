@@ -495,7 +495,7 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         model = spec.fn(**kw)
     except TypeError as e:  # a misspelt constructor option: say which, instead of a traceback from deep inside
         m = re.search(r"unexpected keyword argument '([^']+)'", str(e))
-        if m is None:
+        if m is None or m.group(1) not in kwargs:  # e.g. a bad block option inside a slot value: not the model's
             raise
         raise BlockzooError(
             f"model {name!r} has no option {m.group(1)!r}. Its slots are: {', '.join(spec.slots) or 'none'}; "

@@ -209,6 +209,8 @@ CONFIGS = {
     "ffnet_3": ((4, 4, 22, 5), (96, 192, 384, 768), 7, 1e-6, 256, 48.3e6, 10.1e9),
     "ffnet_4": ((4, 4, 27, 3), (128, 256, 512, 1024), 7, 1e-6, 384, 79.2e6, 43.1e9),
 }
+
+
 def _with_deploy(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """A registered FFNet gets ``model.reparameterize()`` = :func:`reparameterize_ffnet`, so the generic
     :func:`blockzoo.deploy.reparameterize` (and ``blockzoo profile --deploy``) gives the full deploy form."""

@@ -147,7 +147,7 @@ class FFNifiedAttention(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> "FFNifiedAttention":
         """Fold every BN and re-param branch into plain convs (deploy form; call in eval mode). Returns ``self``."""
-        if hasattr(self.q, "fuse"):  # idempotent: already-fused parts are plain convs
+        if isinstance(self.q, ConvBN):  # idempotent: already-fused parts are plain convs
             self.q = self.q.fuse()
         for name in ("qk", "av"):
             mod = getattr(self, name)
