@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,22 +18,13 @@ import torch
 
 import blockzoo
 from blockzoo.profile import profile
+from blockzoo.profile.core import device_name
 from blockzoo.registry import create_block, get_block_spec, list_blocks
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run_meta(threads: int, load_before: tuple[float, ...], **extra) -> dict:
     """What every recorded benchmark states: command, CPU, threads, torch, date and the load average around it."""
-    return {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": cpu_name(), "threads": threads,
+    return {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": device_name("cpu"), "threads": threads,
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), **extra,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from blockzoo.profile.core import device_name
+
 THRESHOLDS = ("0.90", "0.92", "0.93", "0.94")
 ROOT = Path(__file__).resolve().parent
 
@@ -38,16 +40,6 @@ def _load() -> str:
         return " ".join(open("/proc/loadavg", encoding="utf-8").read().split(" ", 3)[:3])
     except OSError:
         return "n/a"
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _mean_std(vals: list[float | None]) -> str:
@@ -242,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = [c for c in old.get("commands", [old.get("command", "")]) if c] + commands
     doc["sections"][key] = dict(
         title=title, commands=commands, started=time.strftime("%Y-%m-%d %H:%M:%S"), note=args.note, runs=runs,
-        machine=dict(cpu=_cpu(), cpus=os.cpu_count(), threads=args.threads, torch=torch.__version__,
+        machine=dict(cpu=device_name("cpu"), cpus=os.cpu_count(), threads=args.threads, torch=torch.__version__,
                      python=platform.python_version()))
     jpath.write_text(json.dumps(doc, indent=1) + "\n")
     out.with_suffix(".md").write_text(render(doc))

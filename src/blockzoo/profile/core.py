@@ -42,7 +42,7 @@ from torch.utils._pytree import tree_leaves
 
 from blockzoo.profile.counting import FFT_CONVENTION, SDPA_CONVENTION, count_macs
 
-__all__ = ["ProfileReport", "profile", "DTYPES"]
+__all__ = ["ProfileReport", "profile", "DTYPES", "device_name"]
 
 DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -136,9 +136,15 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _device_name(dev: torch.device) -> str:
+def device_name(dev: torch.device | str = "cpu") -> str:
+    """Human-readable name of a device: the GPU's name, the CPU model from /proc/cpuinfo (else ``platform``), or
+    ``str(device)`` for other device types. The one lookup used by the profiler, the trainer, compare and the
+    benchmark scripts."""
+    dev = torch.device(dev)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
+    if dev.type != "cpu":
+        return str(dev)
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -502,7 +508,7 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *, batc
         memory=memory_detail,
         ignored_by_category=mc.ignored_by_category,
         device=str(dev),
-        device_name=_device_name(dev),
+        device_name=device_name(dev),
         warnings=warnings_,
     )
 

@@ -134,11 +134,6 @@ def _normalize_all(ds: Any, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _cpu_name() -> str:
-    from blockzoo.train.trainer import _device_name
-    return _device_name(torch.device("cpu"))
-
-
 # --------------------------------------------------------------------------------------------------- the recipe
 def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 300.0, tta: bool = True, *,
              epochs: int | float | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -172,6 +167,7 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
     from blockzoo.data import Loader, load_dataset, take_subset
     from blockzoo.data.datasets import subset_indices
     from blockzoo.data.core import Dataset
+    from blockzoo.profile.core import device_name
 
     d = SPEEDRUN_DEFAULTS
     pick = lambda v, k: d[k] if v is None else v  # noqa: E731
@@ -372,7 +368,7 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
             train_cpu_s=cpu_train, eval_time_s=eval_time, tta_eval_time_s=tta_time, setup_time_s=setup_time,
             img_per_s=ips,
             gflops=(6 * macs * ips / 1e9) if (macs and ips) else None, stopped_reason=stopped,
-            threads=torch.get_num_threads(), cpu=_cpu_name(), torch_version=torch.__version__,
+            threads=torch.get_num_threads(), cpu=device_name("cpu"), torch_version=torch.__version__,
             python_version=platform.python_version(),
         )
     finally:

@@ -176,21 +176,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return platform.processor() or platform.machine()
-    return str(device)
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -339,6 +324,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = Non
     to resume from is corrupt or does not match.
     """
     from blockzoo.data import Loader, load_dataset
+    from blockzoo.profile.core import device_name
 
     wall_start = time.perf_counter()
     cfg = cfg.resolved()
@@ -578,7 +564,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = Non
             "precision": "fp32" if not amp_on else f"{str(amp_dtype).removeprefix('torch.')}"
                                                     + ("+gradscaler" if use_scaler else "") + " autocast",
             "device": str(device),
-            "device_name": _device_name(device),
+            "device_name": device_name(device),
             "threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
