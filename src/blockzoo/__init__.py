@@ -5,8 +5,11 @@ measure them.
     >>> model = blockzoo.create_model("resnet20", num_classes=10, in_chans=1, attn="eca")
     >>> report = blockzoo.profile(model, (1, 28, 28))
 """
+from blockzoo.errors import (  # noqa: F401
+    BlockzooError, CheckpointError, ConfigError, DataError, IncompatibleBlockError, InputShapeError, UnknownNameError,
+)
 from blockzoo.registry import (  # noqa: F401
-    BlockzooError, IncompatibleBlockError, UnknownNameError, create_block, create_model, get_info, list_blocks,
+    create_block, create_model, get_info, list_blocks,
     list_models, list_slots,
 )
 

@@ -29,9 +29,13 @@ from typing import Any, Callable, Iterable
 
 import torch.nn as nn
 
+from blockzoo.errors import (  # noqa: F401  (re-exported: registry.BlockzooError etc. stay valid)
+    BlockzooError, ConfigError, IncompatibleBlockError, InputShapeError, UnknownNameError,
+)
+
 __all__ = [
     "Paper", "Claim", "Requires", "BlockSpec", "ModelSpec", "SlotContext", "SLOTS",
-    "BlockzooError", "UnknownNameError", "IncompatibleBlockError",
+    "BlockzooError", "ConfigError", "UnknownNameError", "IncompatibleBlockError", "InputShapeError",
     "register_block", "register_model", "create_block", "create_model", "build_slot", "parse_slot_value",
     "list_blocks", "list_models", "list_slots", "get_block_spec", "get_model_spec", "get_info", "is_block", "is_model",
 ]
@@ -139,29 +143,6 @@ SLOTS: dict[str, str] = {
     "connection": "how a residual branch is merged with its shortcut (residual variants)",
     "head": "pooling head: NCHW -> (N, out_features); replaces global average pooling",
 }
-
-
-class BlockzooError(Exception):
-    """Base class of blockzoo's user-facing errors."""
-
-
-class UnknownNameError(BlockzooError, KeyError):
-    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = ""):
-        known = sorted(known)
-        close = difflib.get_close_matches(str(name), known, n=5, cutoff=0.5)
-        msg = f"unknown {kind} {name!r}."
-        if close:
-            msg += f" Did you mean: {', '.join(close)}?"
-        msg += hint or f" Run `blockzoo list {kind}s` to see all {len(known)} registered {kind}s."
-        super().__init__(msg)
-        self.name, self.close = name, close
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return self.args[0]
-
-
-class IncompatibleBlockError(BlockzooError, ValueError):
-    """A block cannot be used in the requested slot/position; raised when the model is built."""
 
 
 # "none" means identity in these slots (an attention-free, norm-free or mixer-free variant).

@@ -13,14 +13,12 @@ from typing import Callable
 
 import torch
 
+from blockzoo.errors import DataError
+
 __all__ = ["DataError", "Dataset", "DatasetInfo", "FileSpec", "FETCH_CMD", "fix_hint"]
 
 #: Shell command that (re)fetches and verifies a dataset; used in every error message that names a fix.
 FETCH_CMD = "blockzoo data fetch {name}"
-
-
-class DataError(RuntimeError):
-    """A dataset is missing, corrupt, unknown or mis-specified. The message always says what to do about it."""
 
 
 @dataclass(eq=False)

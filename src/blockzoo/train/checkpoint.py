@@ -33,6 +33,8 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from blockzoo.errors import CheckpointError
+
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "read_metadata",
     "capture_rng_state", "restore_rng_state", "atomic_save_tensors", "CHECKPOINT_FORMAT", "WEIGHTS_FORMAT",
@@ -44,10 +46,6 @@ FORMAT_VERSION = "1"
 _MODEL_PREFIX = "model."
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint/weights file is missing, corrupt, truncated or does not match the model/optimizer.
-
-    The message names the file and what to do about it."""
 
 
 # ------------------------------------------------------------------------------------------------ tensor/JSON codec

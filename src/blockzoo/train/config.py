@@ -64,6 +64,8 @@ class TrainConfig:
         ``out_dir``: run directory (``None`` -> ``runs/<model>-<data>-seed<seed>``) holding ``metrics.jsonl``,
         ``result.json``, ``last.safetensors`` and ``best.safetensors``. ``checkpoint``: write checkpoints every
         epoch. ``resume``: continue from ``<out_dir>/last.safetensors`` if it exists (else start fresh).
+        ``overwrite``: replace a run already in ``out_dir`` (without it, a folder holding a run with other settings
+        is refused; one with the same settings is continued).
         ``eval_every``: evaluate on the test set every N epochs (and always after the last one). ``progress``:
         show a rich progress bar. ``max_train_time_s``: stop once this much training time (eval excluded) has
         been spent, evaluate, and finish. ``tta_thresholds``: test accuracies for the time-to-accuracy report.
@@ -97,6 +99,7 @@ class TrainConfig:
     device: str = "auto"
     out_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
     checkpoint: bool = True
     eval_every: int = 1
     progress: bool = True

@@ -39,6 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blockzoo.errors import BlockzooError
+
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import TrainConfig
 from .schedules import LRSchedule, warmup_steps_for
@@ -63,7 +65,7 @@ RESULT_KEYS = ("config", "model", "model_class", "params", "dataset", "train_siz
 GPU_CHECK_EVERY = 25
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(BlockzooError, RuntimeError):
     """The training loss became NaN or infinite. Attributes: ``epoch``, ``step`` (step within the epoch, 1-based),
     ``global_step``, ``lr``, ``loss``, ``checkpoint`` (path of the last good checkpoint or None)."""
 
