@@ -13,12 +13,13 @@ DEMO_EPOCHS   ?= 2
 DEMO_SEEDS    ?= 2
 DEMO_OUT      ?= runs/demo
 
-.PHONY: all install data demo test test-slow docs bench clean help
+.PHONY: all install data demo test test-slow check docs bench clean help
 all: help
 
 help:
 	@echo "make demo       compare channel-attention blocks in ResNet-20 on Fashion-MNIST (< 10 min on 2 cores)"
 	@echo "make test       run the test suite (fast; 'make test-slow' for the slow checks)"
+	@echo "make check      lint (ruff, configured in pyproject.toml) and check that docs/catalog.md is up to date"
 	@echo "make docs       regenerate docs/catalog.md from the registry"
 	@echo "make install    create $(VENV) with the pinned CPU torch and blockzoo (done by demo/test)"
 
@@ -44,6 +45,10 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+check: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/blockzoo docs --check
 
 docs: install
 	$(BIN)/blockzoo docs
