@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from blockzoo.profile import profile
+from blockzoo.profile import profile_model
 from blockzoo.registry import create_model, get_model_spec, list_models
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         from blockzoo.profile import count_macs
         do_train = n_params <= a.max_params and count_macs(m, size).macs <= a.max_macs
         t0 = time.perf_counter()
-        r = profile(m, size, batch_size=1, train_batch_size=tb, train_step=do_train, memory=False, min_time_s=0.3,
+        r = profile_model(m, size, batch_size=1, train_batch_size=tb, train_step=do_train, memory=False, min_time_s=0.3,
                     warmup=1, iters=None, threads=a.threads, name=name)
         row = {"model": name, "family": spec.family, "input": "x".join(map(str, size)), "params": r.params,
                "paper_params": spec.paper_params, "macs": r.macs, "paper_macs": spec.paper_macs,

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 import blockzoo
-from blockzoo.profile import profile
-from blockzoo.profile.core import device_name
+from blockzoo.env import device_name
+from blockzoo.profile import profile_model
 from blockzoo.registry import create_block, get_block_spec, list_blocks
 
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     torch.manual_seed(0)
                     m = create_block(name, c, **kw)
-                    r = profile(m, (c, h, w), batch_size=a.batch_size, train_step=False, memory=False,
+                    r = profile_model(m, (c, h, w), batch_size=a.batch_size, train_step=False, memory=False,
                                 min_time_s=a.min_time, threads=a.threads, name=name)
                     row.update(params=r.params, macs=r.macs, latency_ms=r.latency_ms["median"],
                                latency_iqr_ms=r.latency_ms["iqr"], uncounted=r.uncounted_ops)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from blockzoo.deploy import reparameterize
-from blockzoo.profile import profile
+from blockzoo.profile import profile_model
 from blockzoo.registry import create_model, get_model_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.randn(1, *size)
         with torch.no_grad():
             diff = (train_form(x) - deploy(x)).abs().max().item()
-        reps = [profile(m, size, batch_size=1, train_step=False, memory=False, min_time_s=1.0, threads=a.threads,
+        reps = [profile_model(m, size, batch_size=1, train_step=False, memory=False, min_time_s=1.0, threads=a.threads,
                         name=name) for m in (train_form, deploy)]
         row = {"model": name, "input": "x".join(map(str, size)), "max_abs_diff": diff,
                **{f"{k}_{form}": v for form, r in zip(("train", "deploy"), reps)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from blockzoo.profile import profile
+from blockzoo.profile import profile_model
 from blockzoo.registry import create_block, list_blocks
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         rec = {"size": [], "macs": [], "latency_ms": []}
         for s in sizes:
             try:
-                r = profile(m, (a.channels, s, s), train_step=False, memory=False, min_time_s=a.min_time,
+                r = profile_model(m, (a.channels, s, s), train_step=False, memory=False, min_time_s=a.min_time,
                             threads=a.threads, name=name)
                 rec["size"].append(s)
                 rec["macs"].append(r.macs)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from blockzoo.profile.core import device_name
+from blockzoo.env import device_name
 
 THRESHOLDS = ("0.90", "0.92", "0.93", "0.94")
 ROOT = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ from blockzoo.profile import (
     extra_flop_formulas,
     fft_macs,
     format_report,
-    profile,
+    profile_model,
     register_flop_formulas,
     sdpa_macs,
 )
@@ -307,7 +307,7 @@ def test_count_macs_input_errors():
     assert isinstance(mc, MacCount)
 
 
-# ------------------------------------------------------------------------------------------------ profile()
+# ------------------------------------------------------------------------------------------ profile_model()
 
 
 def small_model() -> nn.Module:
@@ -326,7 +326,7 @@ def test_profile_report_contract():
     flags = [m.training for m in model.modules()]
     threads = torch.get_num_threads()
     torch.manual_seed(123)
-    rep = profile(model, (3, 8, 8), batch_size=2, train_batch_size=3, warmup=1, iters=3, threads=1, name="tiny")
+    rep = profile_model(model, (3, 8, 8), batch_size=2, train_batch_size=3, warmup=1, iters=3, threads=1, name="tiny")
     rng_after = torch.rand(3)
     torch.manual_seed(123)
     assert torch.equal(rng_after, torch.rand(3))  # profiling does not consume the caller's RNG stream
@@ -356,22 +356,22 @@ def test_profile_report_contract():
 
 
 def test_profile_adaptive_iterations_and_flags():
-    rep = profile(small_model(), (3, 8, 8), train_step=False, memory=False, warmup=0, min_time_s=0.0)
+    rep = profile_model(small_model(), (3, 8, 8), train_step=False, memory=False, warmup=0, min_time_s=0.0)
     assert rep.latency_ms["iters"] == 5  # minimum number of timed iterations
     assert rep.train_step_ms is None and rep.train_throughput_img_s is None
     assert rep.peak_memory_mb is None and rep.peak_memory_method == "not measured"
-    rep = profile(small_model(), (3, 8, 8), dtype="bf16", channels_last=True, iters=2, warmup=1, batch_size=2)
+    rep = profile_model(small_model(), (3, 8, 8), dtype="bf16", channels_last=True, iters=2, warmup=1, batch_size=2)
     assert rep.latency_ms["dtype"] == rep.train_step_ms["dtype"] == "bf16-autocast"
     assert rep.latency_ms["channels_last"] is True
-    rep = profile(small_model(), (3, 8, 8), latency=False, train_step=False)
+    rep = profile_model(small_model(), (3, 8, 8), latency=False, train_step=False)
     assert rep.latency_ms is None and rep.macs > 0
-    rep = profile(nn.AvgPool2d(2), (3, 8, 8), iters=2, warmup=0)  # nothing to train: skipped with a note
+    rep = profile_model(nn.AvgPool2d(2), (3, 8, 8), iters=2, warmup=0)  # nothing to train: skipped with a note
     assert rep.train_step_ms is None and rep.latency_ms["median"] > 0 and rep.params == rep.macs == 0
     assert any("no trainable parameters" in w for w in rep.warnings)
 
 
 def test_profile_warns_about_uncounted_compute_and_formats():
-    rep = profile(WeirdCompute(), (5, 4), latency=False, train_step=False)
+    rep = profile_model(WeirdCompute(), (5, 4), latency=False, train_step=False)
     assert "aten._cdist_forward" in rep.uncounted_ops and rep.warnings
     table = format_report(rep)
     assert isinstance(table, Table)
@@ -383,30 +383,34 @@ def test_profile_warns_about_uncounted_compute_and_formats():
 
 def test_profile_argument_errors():
     with pytest.raises(ValueError, match="dtype"):
-        profile(small_model(), (3, 8, 8), dtype="int8")
+        profile_model(small_model(), (3, 8, 8), dtype="int8")
     with pytest.raises(ValueError, match="channels_last"):
-        profile(nn.Linear(4, 4), (4,), channels_last=True)
+        profile_model(nn.Linear(4, 4), (4,), channels_last=True)
     with pytest.raises(ValueError, match="train_batch_size"):
-        profile(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), (4,), latency=False, memory=False)
+        profile_model(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), (4,), latency=False, memory=False)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
-            profile(small_model(), (3, 8, 8), device="cuda")
+            profile_model(small_model(), (3, 8, 8), device="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_profile_on_cuda():
     model = small_model()
-    rep = profile(model, (3, 8, 8), device="cuda", iters=3, warmup=1, batch_size=2)
+    rep = profile_model(model, (3, 8, 8), device="cuda", iters=3, warmup=1, batch_size=2)
     assert rep.macs == conv_macs(3, 8, 3, 8, 8) + 8 * 4
     assert rep.latency_ms["device"].startswith("cuda") and rep.latency_ms["median"] > 0
     assert "cuda.max_memory_allocated" in rep.peak_memory_method and rep.peak_memory_mb > 0
     assert next(model.parameters()).device.type == "cpu"  # the user's model stays where it was
 
 
-def test_blockzoo_profile_is_callable_as_module_or_function():
+def test_blockzoo_profile_is_the_package_and_profile_model_the_function():
+    import types
+
     import blockzoo
     import blockzoo.profile as profile_pkg
 
-    for obj in (blockzoo.profile, profile_pkg):
-        rep = obj(nn.Linear(3, 2), (3,), latency=False, train_step=False)
-        assert isinstance(rep, ProfileReport) and rep.macs == 6
+    assert blockzoo.profile is profile_pkg and isinstance(profile_pkg, types.ModuleType) and not callable(profile_pkg)
+    assert blockzoo.profile_model is profile_pkg.profile_model is profile_model
+    assert profile_pkg.profile is profile_model  # the former name, kept for callers of blockzoo.profile.profile
+    rep = blockzoo.profile_model(nn.Linear(3, 2), (3,), latency=False, train_step=False)
+    assert isinstance(rep, ProfileReport) and rep.macs == 6

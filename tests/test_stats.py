@@ -27,7 +27,8 @@ def test_paired_ttest():
     r = paired_ttest(a, b)
     d = [0.01, 0.015, 0.02]
     t = 0.015 / (0.005 / math.sqrt(3))
-    assert r.mean_diff == pytest.approx(0.015) and r.t == pytest.approx(t) and r.p_value == pytest.approx(t_sf2(t, 2))
+    assert r.mean_diff == pytest.approx(sum(d) / 3) == pytest.approx(0.015)
+    assert r.t == pytest.approx(t) and r.p_value == pytest.approx(t_sf2(t, 2))
     assert paired_ttest([0.9], [0.8]).p_value is None
     with pytest.raises(ValueError):
         paired_ttest([1.0], [1.0, 2.0])

@@ -17,9 +17,24 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from blockzoo.train import (METRIC_KEYS, RESULT_KEYS, CheckpointError, LRSchedule, NonFiniteLossError, TrainConfig,
-                            build_optimizer, evaluate, load_checkpoint, load_weights, lr_at, read_metadata,
-                            save_checkpoint, save_weights, train, warmup_steps_for)
+from blockzoo.train import (
+    METRIC_KEYS,
+    RESULT_KEYS,
+    CheckpointError,
+    LRSchedule,
+    NonFiniteLossError,
+    TrainConfig,
+    build_optimizer,
+    evaluate,
+    load_checkpoint,
+    load_weights,
+    lr_at,
+    read_metadata,
+    save_checkpoint,
+    save_weights,
+    train,
+    warmup_steps_for,
+)
 from blockzoo.train import checkpoint as ckpt_mod
 
 

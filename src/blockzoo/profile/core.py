@@ -1,4 +1,5 @@
-"""``blockzoo.profile(model, input_size)``: parameters, MACs/FLOPs, uncounted ops, latency, train-step time, memory.
+"""``blockzoo.profile_model(model, input_size)``: parameters, MACs/FLOPs, uncounted ops, latency, train-step time and
+memory.
 
 What is measured and how (everything is also stated in the returned :class:`ProfileReport`):
 
@@ -40,9 +41,10 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
+from blockzoo.env import device_name
 from blockzoo.profile.counting import FFT_CONVENTION, SDPA_CONVENTION, count_macs
 
-__all__ = ["ProfileReport", "profile", "DTYPES", "device_name"]
+__all__ = ["ProfileReport", "profile_model", "profile", "DTYPES"]
 
 DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -59,7 +61,7 @@ COUNTER = ("blockzoo.profile.count_macs: torch.utils.flop_counter formulas (conv
 
 @dataclass
 class ProfileReport:
-    """Result of :func:`profile`. ``macs``/``flops``/``mac_breakdown`` are per sample (batch 1); timings in ms.
+    """Result of :func:`profile_model`. ``macs``/``flops``/``mac_breakdown`` are per sample (batch 1); timings in ms.
 
     Every field is JSON-serialisable through :meth:`to_dict`.
     """
@@ -134,25 +136,6 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     return dev
-
-
-def device_name(dev: torch.device | str = "cpu") -> str:
-    """Human-readable name of a device: the GPU's name, the CPU model from /proc/cpuinfo (else ``platform``), or
-    ``str(device)`` for other device types. The one lookup used by the profiler, the trainer, compare and the
-    benchmark scripts."""
-    dev = torch.device(dev)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    if dev.type != "cpu":
-        return str(dev)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _sync(dev: torch.device) -> None:
@@ -339,16 +322,142 @@ def _num_threads(threads: int | None) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# profile()
+# profile_model()
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *, batch_size: int = 1,
-            train_batch_size: int | None = None, latency: bool = True, train_step: bool = True, dtype: str = "fp32",
-            channels_last: bool = False, threads: int | None = None, device: str | torch.device = "cpu",
-            warmup: int | None = None, iters: int | None = None, min_time_s: float | None = None,
-            name: str | None = None, memory: bool = True) -> ProfileReport:
-    """Profile ``model`` on inputs of shape ``(batch, *input_size)``.
+@dataclass(frozen=True)
+class _Settings:
+    """The validated arguments of :func:`profile_model`."""
+
+    input_size: tuple[int, ...]
+    batch_size: int
+    train_batch_size: int
+    amp_dtype: torch.dtype | None
+    dtype_label: str
+    device: torch.device
+    channels_last: bool
+    warmup: int
+    iters: int | None
+    min_time_s: float
+
+
+def _settings(model: Any, input_size: Sequence[int] | int, batch_size: int, train_batch_size: int | None,
+              dtype: str, channels_last: bool, device: str | torch.device, warmup: int | None, iters: int | None,
+              min_time_s: float | None) -> _Settings:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"profile expects an nn.Module, got {type(model).__name__}")
+    dtype_key = str(dtype).lower()
+    if dtype_key not in DTYPES:
+        raise ValueError(f"dtype must be one of 'fp32', 'bf16', 'fp16', got {dtype!r}")
+    amp_dtype = DTYPES[dtype_key]
+    dev = _resolve_device(device)
+    if isinstance(input_size, int):
+        input_size = (input_size,)
+    size = tuple(int(s) for s in input_size)
+    bs = int(batch_size)
+    train_bs = int(train_batch_size) if train_batch_size is not None else bs
+    if bs < 1 or train_bs < 1:
+        raise ValueError(f"batch sizes must be >= 1, got batch_size={bs}, train_batch_size={train_bs}")
+    if channels_last and len(size) != 3:
+        raise ValueError(f"channels_last needs image inputs (C, H, W); got input_size={size}")
+    n_warmup = int(warmup) if warmup is not None else (5 if dev.type == "cuda" else 2)
+    if n_warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    if iters is not None and int(iters) < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    label = _CANONICAL_DTYPE[dtype_key] + ("-autocast" if amp_dtype is not None else "")
+    return _Settings(size, bs, train_bs, amp_dtype, label, dev, bool(channels_last), n_warmup,
+                     None if iters is None else int(iters),
+                     float(min_time_s) if min_time_s is not None else DEFAULT_MIN_TIME_S)
+
+
+def _working_copy(model: nn.Module, s: _Settings) -> nn.Module:
+    """A deep copy of ``model`` on the device (channels_last if asked), without gradients: the user's model is
+    never run or modified."""
+    try:
+        work = copy.deepcopy(model)
+    except Exception as e:
+        raise RuntimeError(f"profile() works on a deep copy of the model and copy.deepcopy failed ({e!r}); "
+                           "make the model deep-copyable (e.g. remove non-copyable attributes/hooks)") from e
+    for p in work.parameters():
+        p.grad = None
+    work = work.to(s.device)
+    return work.to(memory_format=torch.channels_last) if s.channels_last else work
+
+
+def _input(s: _Settings, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    return torch.randn(batch, *s.input_size, device=s.device, dtype=dtype).contiguous(memory_format=fmt)
+
+
+def _measure_forward(work: nn.Module, s: _Settings, common: dict[str, Any],
+                     memory: bool) -> tuple[dict[str, Any], float | None, dict[str, Any] | None]:
+    """Forward latency (eval, no_grad) at ``batch_size``: ``(latency_ms, throughput, memory or None)``."""
+    x = _input(s, s.batch_size, _model_float_dtype(work))
+    work.eval()
+
+    def fwd() -> None:
+        with torch.no_grad(), _autocast(s.device, s.amp_dtype):
+            work(x)
+
+    times, w = _timed_loop(fwd, s.device, s.warmup, s.iters, s.min_time_s)
+    latency_ms = {**_stats_ms(times), "iters": len(times), "warmup": w, "batch_size": s.batch_size, **common}
+    mem = _measure_memory(fwd, s.device, lambda: _live_tensors(work, None, [x])) if memory else None
+    return latency_ms, _throughput(s.batch_size, latency_ms["median"]), mem
+
+
+def _measure_train_step(work: nn.Module, s: _Settings, common: dict[str, Any],
+                        memory: bool) -> tuple[dict[str, Any], float | None, dict[str, Any] | None]:
+    """One SGD train step at ``train_batch_size``: ``(train_step_ms, throughput, memory or None)``."""
+    xt = _input(s, s.train_batch_size, _model_float_dtype(work))
+    work.train()
+    opt = torch.optim.SGD([p for p in work.parameters() if p.requires_grad], lr=SGD_LR, momentum=SGD_MOMENTUM)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with _autocast(s.device, s.amp_dtype):
+            out = work(xt)
+        _loss_from_output(out).backward()
+        opt.step()
+
+    try:
+        step()  # first call outside the timing: also validates the step and creates optimizer state
+    except ValueError as e:
+        if "Expected more than 1 value per channel" in str(e):
+            raise ValueError(f"train step failed: {e}. BatchNorm in train mode needs more than one value per "
+                             f"channel: use train_batch_size >= 2 (got {s.train_batch_size}) or "
+                             f"train_step=False") from e
+        raise
+    times, w = _timed_loop(step, s.device, max(s.warmup - 1, 0), s.iters, s.min_time_s)
+    train_ms = {**_stats_ms(times), "iters": len(times), "warmup": w + 1, "batch_size": s.train_batch_size,
+                **common, "optimizer": f"SGD(lr={SGD_LR}, momentum={SGD_MOMENTUM})", "loss": "mean of float outputs"}
+    mem = (_measure_memory(step, s.device, lambda: _live_tensors(work, opt, [xt]),
+                           prepare=lambda: opt.zero_grad(set_to_none=True)) if memory else None)
+    return train_ms, _throughput(s.train_batch_size, train_ms["median"]), mem
+
+
+def _memory_summary(mem_inf: dict | None, mem_train: dict | None, s: _Settings) -> tuple[dict | None, dict | None,
+                                                                                         str]:
+    """``(peak record, {"forward", "train_step"} detail, method text)``: the train step's peak when it ran."""
+    if mem_train is not None:
+        mem = {**mem_train, "phase": "train_step", "batch_size": s.train_batch_size}
+    elif mem_inf is not None:
+        mem = {**mem_inf, "phase": "forward", "batch_size": s.batch_size}
+    else:
+        return None, None, "not measured"
+    method = (f"{s.device.type}: live tensors at step start (params, buffers, grads, optimizer state, input) + peak "
+              f"extra allocation during one {mem['phase'].replace('_', ' ')} at batch {mem['batch_size']} "
+              f"via {mem['method']}")
+    return mem, {"forward": mem_inf, "train_step": mem_train}, method
+
+
+def profile_model(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *, batch_size: int = 1,
+                  train_batch_size: int | None = None, latency: bool = True, train_step: bool = True,
+                  dtype: str = "fp32", channels_last: bool = False, threads: int | None = None,
+                  device: str | torch.device = "cpu", warmup: int | None = None, iters: int | None = None,
+                  min_time_s: float | None = None, name: str | None = None, memory: bool = True) -> ProfileReport:
+    """Profile ``model`` on inputs of shape ``(batch, *input_size)`` (also ``blockzoo.profile_model``).
 
     Args:
         model: the model; it is deep-copied, the original is neither run nor modified.
@@ -368,129 +477,33 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *, batc
     Returns:
         :class:`ProfileReport`; MACs are per sample at batch 1 and labelled as MACs (FLOPs = 2 x MACs).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"profile expects an nn.Module, got {type(model).__name__}")
-    dtype_key = str(dtype).lower()
-    if dtype_key not in DTYPES:
-        raise ValueError(f"dtype must be one of 'fp32', 'bf16', 'fp16', got {dtype!r}")
-    amp_dtype = DTYPES[dtype_key]
-    dtype_label = _CANONICAL_DTYPE[dtype_key] + ("-autocast" if amp_dtype is not None else "")
-    dev = _resolve_device(device)
-    if isinstance(input_size, int):
-        input_size = (input_size,)
-    input_size = tuple(int(s) for s in input_size)
-    batch_size = int(batch_size)
-    train_bs = int(train_batch_size) if train_batch_size is not None else batch_size
-    if batch_size < 1 or train_bs < 1:
-        raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, train_batch_size={train_bs}")
-    if channels_last and len(input_size) != 3:
-        raise ValueError(f"channels_last needs image inputs (C, H, W); got input_size={input_size}")
-    n_warmup = int(warmup) if warmup is not None else (5 if dev.type == "cuda" else 2)
-    if n_warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if iters is not None and int(iters) < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
-    min_t = float(min_time_s) if min_time_s is not None else DEFAULT_MIN_TIME_S
-
+    s = _settings(model, input_size, batch_size, train_batch_size, dtype, channels_last, device, warmup, iters,
+                  min_time_s)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    rng_devices = [dev.index] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices), _num_threads(threads):
-        try:
-            work = copy.deepcopy(model)
-        except Exception as e:
-            raise RuntimeError(f"profile() works on a deep copy of the model and copy.deepcopy failed ({e!r}); "
-                               "make the model deep-copyable (e.g. remove non-copyable attributes/hooks)") from e
-        for p in work.parameters():
-            p.grad = None
-        work = work.to(dev)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        if channels_last:
-            work = work.to(memory_format=torch.channels_last)
-
-        mc = count_macs(work, input_size, batch_size=1)
-        in_dtype = _model_float_dtype(work)
-        threads_now = torch.get_num_threads()
-        common = {"dtype": dtype_label, "threads": threads_now, "device": str(dev),
-                  "channels_last": bool(channels_last)}
-
-        notes: list[str] = []
-        latency_ms = train_ms = None
-        thr = train_thr = None
-        mem_inf = mem_train = None
-
+    notes: list[str] = []
+    latency_ms = train_ms = thr = train_thr = mem_inf = mem_train = None
+    with torch.random.fork_rng(devices=[s.device.index] if s.device.type == "cuda" else []), _num_threads(threads):
+        work = _working_copy(model, s)
+        mc = count_macs(work, s.input_size, batch_size=1)
+        common = {"dtype": s.dtype_label, "threads": torch.get_num_threads(), "device": str(s.device),
+                  "channels_last": s.channels_last}
         if latency:
-            x = torch.randn(batch_size, *input_size, device=dev, dtype=in_dtype).contiguous(memory_format=fmt)
-            work.eval()
-
-            def fwd() -> None:
-                with torch.no_grad(), _autocast(dev, amp_dtype):
-                    work(x)
-
-            times, w = _timed_loop(fwd, dev, n_warmup, iters, min_t)
-            latency_ms = {**_stats_ms(times), "iters": len(times), "warmup": w, "batch_size": batch_size, **common}
-            thr = _throughput(batch_size, latency_ms["median"])
-            if memory:
-                mem_inf = _measure_memory(fwd, dev, lambda: _live_tensors(work, None, [x]))
-            del x
-
-        trainable_params = [p for p in work.parameters() if p.requires_grad]
-        if train_step and not trainable_params:
+            latency_ms, thr, mem_inf = _measure_forward(work, s, common, memory)
+        if train_step and not any(p.requires_grad for p in work.parameters()):
             notes.append("train step skipped: the model has no trainable parameters")
             train_step = False
         if train_step:
-            xt = torch.randn(train_bs, *input_size, device=dev, dtype=in_dtype).contiguous(memory_format=fmt)
-            work.train()
-            opt = torch.optim.SGD(trainable_params, lr=SGD_LR, momentum=SGD_MOMENTUM)
-
-            def step() -> None:
-                opt.zero_grad(set_to_none=True)
-                with _autocast(dev, amp_dtype):
-                    out = work(xt)
-                _loss_from_output(out).backward()
-                opt.step()
-
-            try:
-                step()  # first call outside the timing: also validates the step and creates optimizer state
-            except ValueError as e:
-                if "Expected more than 1 value per channel" in str(e):
-                    raise ValueError(f"train step failed: {e}. BatchNorm in train mode needs more than one value per "
-                                     f"channel: use train_batch_size >= 2 (got {train_bs}) or train_step=False") from e
-                raise
-            times, w = _timed_loop(step, dev, max(n_warmup - 1, 0), iters, min_t)
-            train_ms = {**_stats_ms(times), "iters": len(times), "warmup": w + 1, "batch_size": train_bs, **common,
-                        "optimizer": f"SGD(lr={SGD_LR}, momentum={SGD_MOMENTUM})", "loss": "mean of float outputs"}
-            train_thr = _throughput(train_bs, train_ms["median"])
-            if memory:
-                mem_train = _measure_memory(step, dev, lambda: _live_tensors(work, opt, [xt]),
-                                            prepare=lambda: opt.zero_grad(set_to_none=True))
-            del xt, opt
-
-    if mem_train is not None:
-        mem = {**mem_train, "phase": "train_step", "batch_size": train_bs}
-    elif mem_inf is not None:
-        mem = {**mem_inf, "phase": "forward", "batch_size": batch_size}
-    else:
-        mem = None
-    memory_detail = None
-    if mem is not None:
-        memory_detail = {"forward": mem_inf, "train_step": mem_train}
-        method = (f"{dev.type}: live tensors at step start (params, buffers, grads, optimizer state, input) + peak "
-                  f"extra allocation during one {mem['phase'].replace('_', ' ')} at batch {mem['batch_size']} "
-                  f"via {mem['method']}")
-    else:
-        method = "not measured"
-
-    warnings_: list[str] = list(notes)
+            train_ms, train_thr, mem_train = _measure_train_step(work, s, common, memory)
+    mem, memory_detail, method = _memory_summary(mem_inf, mem_train, s)
     if mc.uncounted_ops:
         ops = ", ".join(f"{k} x{v}" for k, v in mc.uncounted_ops.items())
-        warnings_.append(f"MACs exclude compute ops without a formula: {ops}")
+        notes.append(f"MACs exclude compute ops without a formula: {ops}")
 
     return ProfileReport(
         model=name or type(model).__name__,
-        input_size=input_size,
-        batch_size=batch_size,
+        input_size=s.input_size,
+        batch_size=s.batch_size,
         params=int(params),
         trainable_params=int(trainable),
         macs=int(mc.macs),
@@ -504,11 +517,14 @@ def profile(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *, batc
         train_throughput_img_s=train_thr,
         peak_memory_mb=None if mem is None else float(mem["peak_mb"]),
         peak_memory_method=method,
-        train_batch_size=train_bs if train_step else None,
+        train_batch_size=s.train_batch_size if train_step else None,
         memory=memory_detail,
         ignored_by_category=mc.ignored_by_category,
-        device=str(dev),
-        device_name=device_name(dev),
-        warnings=warnings_,
+        device=str(s.device),
+        device_name=device_name(s.device),
+        warnings=notes,
     )
 
+
+#: the former name of :func:`profile_model` (kept for callers of ``blockzoo.profile.profile``).
+profile = profile_model

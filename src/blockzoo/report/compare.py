@@ -7,8 +7,14 @@ their mean, std and a paired two-sided t-test p-value (small seed counts make th
 
 Outputs in ``out_dir``: ``leaderboard.md``, ``leaderboard.csv``, ``results.json`` and ``tradeoff.png`` (test accuracy
 vs MACs and vs latency, error bars = std over seeds), plus one run directory per variant x seed under ``runs/``
-(the trainer's metrics.jsonl, result.json and checkpoints). An interrupted compare, started again with the same
-arguments, skips finished runs and resumes the unfinished one from its last checkpoint.
+(the trainer's metrics.jsonl, result.json and checkpoints).
+
+A run is reused only for the same result-changing configuration (:func:`blockzoo.train.result_config`: model, slot
+values, model options, data, subset, epochs, recipe, seed, precision, ...): its folder is
+``runs/<variant>/seed<k>-<config hash>``, so runs of another budget live beside it and are never mixed into this
+leaderboard, and ``results.json`` records the hash of every run. An interrupted compare, started again with the same
+arguments, skips finished runs and resumes the unfinished one from its last checkpoint; one with a changed budget
+trains its runs afresh.
 """
 from __future__ import annotations
 
@@ -18,14 +24,15 @@ import datetime as _dt
 import itertools
 import json
 import os
-import platform
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import torch
+from rich.markup import escape
 
+from blockzoo.env import machine
 from blockzoo.registry import BlockzooError, create_model, get_model_spec, parse_slot_value
 from blockzoo.report.stats import mean_std, paired_ttest
 
@@ -49,11 +56,12 @@ class CompareConfig:
 
 
 def _split_top(s: str) -> list[str]:
-    """Split on commas that are not inside parentheses: ``se(reduction=8,gate=sigmoid),eca`` -> 2 items."""
+    """Split on commas outside parentheses and brackets: ``se(reduction=8,gate=sigmoid),[none,none,eca]`` -> 2
+    items (the second a per-stage value)."""
     out, depth, cur = [], 0, ""
     for ch in s:
-        depth += ch == "("
-        depth -= ch == ")"
+        depth += ch in "(["
+        depth -= ch in ")]"
         if ch == "," and depth == 0:
             out.append(cur.strip())
             cur = ""
@@ -91,19 +99,12 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", s)
 
 
-def _machine() -> dict[str, Any]:
-    from blockzoo.profile.core import device_name
-    return {"cpu": device_name("cpu"), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def _profile_variant(model_name: str, slots: dict[str, Any], in_chans: int, num_classes: int,
                      image_size: tuple[int, int], latency_batch: int, threads: int | None) -> dict[str, Any]:
-    from blockzoo.profile import profile
+    from blockzoo.profile import profile_model
 
     m = create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **slots)
-    rep = profile(m, (in_chans, *image_size), batch_size=latency_batch, train_step=False, memory=False,
+    rep = profile_model(m, (in_chans, *image_size), batch_size=latency_batch, train_step=False, memory=False,
                   min_time_s=0.3, threads=threads, name=model_name)
     lat = rep.latency_ms or {}
     return {"params": rep.params, "macs": rep.macs, "latency_ms": lat.get("median"), "latency_iqr_ms": lat.get("iqr"),
@@ -111,11 +112,24 @@ def _profile_variant(model_name: str, slots: dict[str, Any], in_chans: int, num_
             "uncounted_ops": rep.uncounted_ops}
 
 
+def _finished_run(run_dir: Path, h: str) -> dict[str, Any] | None:
+    """The result of the finished run in ``run_dir`` if it was trained with the configuration of hash ``h``."""
+    from blockzoo.train import config_hash
+
+    try:
+        res = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # not finished (or torn): train() resumes it from its checkpoint
+    if not isinstance(res, dict) or not isinstance(res.get("config"), dict) or config_hash(res["config"]) != h:
+        return None
+    return {**res, "config_hash": h}
+
+
 def run_compare(cfg: CompareConfig, *, console: Any = None,
                 on_run_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the comparison and write the reports; returns the results dict (also results.json)."""
     from blockzoo.data import load_dataset
-    from blockzoo.train import TrainConfig, train
+    from blockzoo.train import TrainConfig, config_hash, train
 
     spec = get_model_spec(cfg.model)
     for slot in list(cfg.vary) + list(cfg.fixed):
@@ -124,9 +138,9 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     variants = expand_variants(cfg.vary)
     if not variants:
         raise BlockzooError("nothing to compare: give at least one --vary SLOT=v1,v2")
-    # Validate every variant by building it before spending any training time.
+    # Validate every variant's slot values before spending any training time.
     for v in variants:
-        for slot, val in {**cfg.fixed, **v}.items():
+        for val in {**cfg.fixed, **v}.values():
             parse_slot_value(val)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,11 +150,9 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     test_set = load_dataset(base_train.data, "test", data_dir=base_train.data_dir)
     in_chans, num_classes, image_size = train_set.in_chans, train_set.num_classes, tuple(train_set.image_size)
 
-    machine = _machine()
-    if base_train.threads:  # the runs (training and latency) use this many threads, not the process default
-        machine["threads"] = base_train.threads
     results: dict[str, Any] = {
-        "config": cfg.to_dict(), "machine": machine, "model": cfg.model, "data": base_train.data,
+        # the runs (training and latency) use base_train.threads threads when set, not the process default
+        "config": cfg.to_dict(), "machine": machine(base_train.threads), "model": cfg.model, "data": base_train.data,
         "train_images": len(train_set), "test_images": len(test_set), "image_size": list(image_size),
         "started": _dt.datetime.now().isoformat(timespec="seconds"), "variants": [],
     }
@@ -154,22 +166,19 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     for seed in cfg.seeds:
         for v in variants:
             label = variant_label(v)
-            run_dir = out / "runs" / _safe(label) / f"seed{seed}"
-            done = run_dir / "result.json"
-            if done.exists():
-                try:
-                    runs[label][seed] = json.loads(done.read_text())
-                    continue
-                except json.JSONDecodeError:
-                    pass  # torn file: re-run (resumes from the checkpoint)
             tcfg = dataclasses.replace(base_train, slots={**cfg.fixed, **v}, model_kwargs=dict(cfg.model_kwargs),
-                                       seed=seed, out_dir=str(run_dir), resume=True)
-            if console is not None:
-                console.print(f"[bold]compare[/] {cfg.model} {label} seed {seed}")
-            res = train(tcfg, train_set=train_set, test_set=test_set, console=console)
+                                       seed=seed)
+            h = config_hash(tcfg)
+            tcfg.out_dir = str(out / "runs" / _safe(label) / f"seed{seed}-{h}")
+            res = _finished_run(Path(tcfg.out_dir), h)
+            if res is None:
+                if console is not None:
+                    console.print(f"[bold]compare[/] {escape(cfg.model)} {escape(label)} seed {seed}")
+                # the folder holds nothing or this very configuration: train() starts it or resumes it
+                res = train(tcfg, train_set=train_set, test_set=test_set, console=console)
+                if on_run_end is not None:
+                    on_run_end(res)
             runs[label][seed] = res
-            if on_run_end is not None:
-                on_run_end(res)
     for v in variants:
         label = variant_label(v)
         rows = runs[label]
@@ -179,6 +188,8 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
         m, sd = mean_std(accs)
         results["variants"].append({
             "label": label, "slots": v, **profiles[label], "seeds": [s for s in cfg.seeds if s in rows],
+            "runs": [{"seed": s, "config_hash": rows[s]["config_hash"], "run_dir": rows[s]["run_dir"]}
+                     for s in cfg.seeds if s in rows],
             "test_acc": accs, "test_acc_mean": m, "test_acc_std": sd,
             "test_acc_min": min(accs) if accs else None, "test_acc_max": max(accs) if accs else None,
             "train_time_s_mean": mean_std(times)[0], "train_img_per_s_mean": mean_std(ips)[0],

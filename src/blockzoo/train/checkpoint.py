@@ -10,8 +10,15 @@ Two file kinds, both plain ``.safetensors`` files readable by any safetensors to
 * **weights** (``"blockzoo-weights"``, written by :func:`save_weights`): the model's ``state_dict`` only, with its
   natural key names, for users and deploy tools. :func:`load_weights` also accepts a full checkpoint.
 
-Every file carries a SHA-256 of its tensor data in the metadata (key ``sha256``), verified on load, so truncation
-*and* silent bit-rot are reported as :class:`CheckpointError` instead of producing a subtly broken model.
+Both kinds may carry a ``model_spec`` (registered model name, slot values, model options, ``num_classes``,
+``in_chans``, ``img_size``; the trainer writes it for every model it builds), from which :func:`load_model` rebuilds
+the model with :func:`blockzoo.create_model` and loads the weights, without the run folder.
+
+Every file carries a SHA-256 (metadata key ``sha256``) of its tensor data *and* of every other metadata field,
+verified on load, so truncation, silent bit-rot and a hand-edited ``epoch`` or config are reported as
+:class:`CheckpointError` instead of producing a subtly broken model or run. On top of that the checkpoint's fields
+are type- and range-checked on load. Files of format version 1 (whose checksum covered the tensors only) still load:
+their tensors are verified, their metadata is range-checked but not covered by the checksum.
 
 Writes are atomic: the file is written to a temporary file in the same directory, fsync'ed, then moved over the
 target with ``os.replace`` (and the directory is fsync'ed), so a crash leaves either the old or the new file, never
@@ -19,12 +26,15 @@ a partial one, and no temporary file is left behind on error.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import math
 import os
 import random
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,16 +47,19 @@ from blockzoo.errors import CheckpointError
 
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "read_metadata",
-    "capture_rng_state", "restore_rng_state", "atomic_save_tensors", "CHECKPOINT_FORMAT", "WEIGHTS_FORMAT",
+    "capture_rng_state", "restore_rng_state", "atomic_save_tensors", "remove_stale_temp_files", "load_model",
+    "make_model_spec",
+    "CHECKPOINT_FORMAT", "WEIGHTS_FORMAT", "MODEL_SPEC_KEYS",
 ]
 
 CHECKPOINT_FORMAT = "blockzoo-checkpoint"
 WEIGHTS_FORMAT = "blockzoo-weights"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+#: format versions this blockzoo reads; version 1's checksum covers the tensor data only.
+READABLE_VERSIONS = ("1", "2")
 _MODEL_PREFIX = "model."
-
-
-
+#: keys of ``model_spec``: everything :func:`blockzoo.create_model` needs to rebuild the model.
+MODEL_SPEC_KEYS = ("name", "slots", "model_kwargs", "num_classes", "in_chans", "img_size")
 
 # ------------------------------------------------------------------------------------------------ tensor/JSON codec
 def _encode(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -117,14 +130,18 @@ def _prepare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over (name, dtype, shape, raw bytes) of every tensor, in sorted-name order."""
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """SHA-256 over (name, dtype, shape, raw bytes) of every tensor, in sorted-name order, then (unless
+    ``metadata`` is None: format version 1) over the metadata without ``sha256``, as sorted compact JSON."""
     h = hashlib.sha256()
     for k in sorted(tensors):
         t = tensors[k]
         h.update(f"{k}|{str(t.dtype)}|{tuple(t.shape)}|".encode())
         if t.numel():
             h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    if metadata is not None:
+        fields = {k: v for k, v in metadata.items() if k != "sha256"}
+        h.update(b"|metadata|" + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
 
@@ -145,13 +162,13 @@ def _fsync_dir(d: str) -> None:
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write ``tensors`` + ``metadata`` to ``path`` atomically (temp file in the same dir, fsync, ``os.replace``).
 
-    A ``sha256`` of the tensor data is added to the metadata."""
+    A ``sha256`` of the tensor data and the metadata is added to the metadata."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     tensors = _prepare(tensors)
     meta = {str(k): str(v) for k, v in metadata.items()}
-    meta["sha256"] = _digest(tensors)
+    meta["sha256"] = _digest(tensors, meta)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
     os.close(fd)
     try:
@@ -181,9 +198,11 @@ def _read(path: str | os.PathLike, *, map_location: str | torch.device = "cpu", 
     except Exception as e:  # safetensors raises its own error type for bad headers / truncation
         raise CheckpointError(f"{path!r} is not a valid safetensors file ({e}); it is corrupt or truncated. "
                               f"Fix: {fix}") from e
-    if tensors and "sha256" in meta and _digest(data) != meta["sha256"]:
-        raise CheckpointError(f"{path!r} is corrupt: its tensor data does not match the checksum stored in the "
-                              f"file. Fix: {fix}")
+    if tensors and "sha256" in meta:
+        covered = None if meta.get("format_version") == "1" else meta
+        if _digest(data, covered) != meta["sha256"]:
+            raise CheckpointError(f"{path!r} is corrupt or was edited: its tensors or metadata do not match the "
+                                  f"checksum stored in the file. Fix: {fix}")
     return data, meta
 
 
@@ -192,6 +211,20 @@ def _json_meta(meta: dict[str, str], key: str, path: str, fix: str) -> Any:
         return json.loads(meta[key])
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path!r} has missing or unreadable metadata field {key!r} ({e}). Fix: {fix}") from e
+
+
+def remove_stale_temp_files(directory: str | os.PathLike, names: tuple[str, ...]) -> list[str]:
+    """Delete the temporary files a killed atomic write left behind in ``directory``: ``.<name>.*.tmp`` for each of
+    ``names`` (the pattern of :func:`atomic_save_tensors` and of the trainer's text writes), nothing else.
+    Returns the names of the removed files."""
+    removed = []
+    if os.path.isdir(directory):
+        for name in names:
+            for p in sorted(Path(directory).glob(f".{glob.escape(name)}.*.tmp")):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed.append(p.name)
+    return removed
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -239,12 +272,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     step: int = 0, epoch: int = 0, extra: dict[str, Any] | None = None,
                     config: dict[str, Any] | None = None, best_metric: float | None = None,
-                    scaler: Any | None = None, rng: bool = True) -> None:
+                    scaler: Any | None = None, rng: bool = True, model_spec: dict[str, Any] | None = None,
+                    steps_per_epoch: int | None = None) -> None:
     """Atomically write a full training checkpoint to ``path`` (see module docstring for the layout).
 
     ``extra`` may hold any nested structure of tensors / numbers / strings / lists / dicts (restored as-is);
     ``config`` is stored as JSON under metadata key ``config``; ``rng=True`` records the RNG states so that
-    ``load_checkpoint(..., restore_rng=True)`` continues the same random stream.
+    ``load_checkpoint(..., restore_rng=True)`` continues the same random stream. ``best_metric`` is an accuracy in
+    [0, 1]; ``model_spec`` (from :func:`make_model_spec`) lets :func:`load_model` rebuild the model;
+    ``steps_per_epoch`` (the most steps any epoch of the run took) lets the loader check ``step`` against ``epoch``.
     """
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
@@ -260,6 +296,10 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
         "torch_version": torch.__version__,
         "created_unix": json.dumps(time.time()),
     }
+    if model_spec is not None:
+        meta["model_spec"] = _encode_spec(model_spec)
+    if steps_per_epoch is not None:
+        meta["steps_per_epoch"] = json.dumps(int(steps_per_epoch))
     if optimizer is not None:
         meta["optimizer_class"] = type(optimizer).__name__
         meta["optimizer"] = json.dumps(_encode(optimizer.state_dict(), "optim", tensors))
@@ -269,6 +309,98 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
         meta["rng"] = json.dumps(_encode(capture_rng_state(), "rng", tensors))
     meta["extra"] = json.dumps(_encode(extra or {}, "extra", tensors))
     atomic_save_tensors(path, tensors, meta)
+
+
+def _bad_field(path: str, name: str, value: Any, want: str, fix: str) -> CheckpointError:
+    return CheckpointError(f"{path!r} has an invalid metadata field {name!r} ({value!r}; expected {want}); the file "
+                           f"is corrupt or was edited. Fix: {fix}")
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _checked_fields(meta: dict[str, str], path: str, fix: str) -> dict[str, Any]:
+    """``epoch``, ``step``, ``best_metric``, ``config`` and ``model_spec`` of a checkpoint, type- and range-checked."""
+    epoch, step = _json_meta(meta, "epoch", path, fix), _json_meta(meta, "step", path, fix)
+    for name, v in (("epoch", epoch), ("step", step)):
+        if not _is_count(v):
+            raise _bad_field(path, name, v, "an integer >= 0", fix)
+    if "steps_per_epoch" in meta:
+        spe = _json_meta(meta, "steps_per_epoch", path, fix)
+        if not _is_count(spe) or spe < 1:
+            raise _bad_field(path, "steps_per_epoch", spe, "an integer >= 1", fix)
+        if not epoch <= step <= epoch * spe:  # every epoch took between 1 and steps_per_epoch steps
+            raise _bad_field(path, "step", step, f"between epoch ({epoch}) and epoch x steps_per_epoch "
+                                                 f"({epoch * spe})", fix)
+    best = _json_meta(meta, "best_metric", path, fix)
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                             or not (math.isfinite(best) and 0 <= best <= 1)):
+        raise _bad_field(path, "best_metric", best, "None or an accuracy in [0, 1]", fix)
+    config = _json_meta(meta, "config", path, fix)
+    if config is not None and not isinstance(config, dict):
+        raise _bad_field(path, "config", config, "a dict of TrainConfig fields", fix)
+    return {"epoch": epoch, "step": step, "best_metric": best, "config": config,
+            "model_spec": _decoded_spec(meta, path, fix)}
+
+
+# -------------------------------------------------------------------------------------------------------- model spec
+def make_model_spec(name: str, *, slots: dict[str, Any], model_kwargs: dict[str, Any], num_classes: int,
+                    in_chans: int, img_size: tuple[int, int] | None) -> dict[str, Any] | None:
+    """The ``model_spec`` of a registered model built as ``create_model(name, num_classes=, in_chans=, img_size=,
+    **model_kwargs, **slots)``, or ``None`` if a value cannot be stored in a file (e.g. a callable slot value)."""
+    spec = {"name": name, "slots": dict(slots), "model_kwargs": dict(model_kwargs), "num_classes": int(num_classes),
+            "in_chans": int(in_chans), "img_size": None if img_size is None else [int(s) for s in img_size]}
+    try:
+        _encode_spec(spec)
+    except TypeError:
+        return None
+    return spec
+
+
+def _encode_spec(spec: dict[str, Any]) -> str:
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = _encode(spec, "model_spec", tensors)
+    if tensors:
+        raise TypeError("a model_spec cannot hold tensors")
+    return json.dumps(encoded)  # tuples (e.g. attn_stages=(2,)) survive as {"__tuple__": ...}
+
+
+def _decoded_spec(meta: dict[str, str], path: str, fix: str) -> dict[str, Any] | None:
+    if "model_spec" not in meta:
+        return None
+    spec = _decode(_json_meta(meta, "model_spec", path, fix), {})
+    ok = (isinstance(spec, dict) and set(spec) == set(MODEL_SPEC_KEYS) and isinstance(spec["name"], str)
+          and isinstance(spec["slots"], dict) and isinstance(spec["model_kwargs"], dict)
+          and _is_count(spec["num_classes"]) and _is_count(spec["in_chans"]) and spec["in_chans"] >= 1
+          and (spec["img_size"] is None or (isinstance(spec["img_size"], list) and len(spec["img_size"]) == 2
+                                            and all(_is_count(s) and s >= 1 for s in spec["img_size"]))))
+    if not ok:
+        raise _bad_field(path, "model_spec", spec, f"a dict with keys {', '.join(MODEL_SPEC_KEYS)}", fix)
+    return spec
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model a weights file or checkpoint was saved from (with :func:`blockzoo.create_model`, from the
+    file's ``model_spec``) and load its weights; no run folder needed. Returns the model in eval mode.
+
+    Raises :class:`CheckpointError` if the file is missing, corrupt, or carries no ``model_spec`` (written for a
+    model that was not built from the registry, or by an older blockzoo)."""
+    from blockzoo.registry import create_model
+
+    path = os.fspath(path)
+    fix = f"re-create {path!r} (e.g. re-export it from the training run) and make sure it is intact"
+    _, meta = _read(path, tensors=False, fix=fix)
+    spec = _decoded_spec(meta, path, fix)
+    if spec is None:
+        raise CheckpointError(f"{path!r} does not say which model it holds (no model_spec: it was saved from a model "
+                              f"passed to train() ready-made, or by an older blockzoo). Fix: build the model "
+                              f"yourself and load the file with blockzoo.train.load_weights(path, model)")
+    size = {} if spec["img_size"] is None else {"img_size": tuple(spec["img_size"])}
+    model = create_model(spec["name"], num_classes=spec["num_classes"], in_chans=spec["in_chans"], **size,
+                         **{**spec["model_kwargs"], **spec["slots"]})
+    load_weights(path, model, map_location=map_location)
+    return model.eval()
 
 
 def _model_state(data: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -321,27 +453,24 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module | None = None,
     place (those given) and, with ``restore_rng=True``, the global RNG states.
 
     Returns the metadata: ``epoch``, ``step``, ``best_metric``, ``config`` (dict or None), ``extra`` (decoded),
-    ``model_class``, ``optimizer_class``, ``torch_version``, ``path``; if ``model`` is None also
-    ``model_state_dict`` (the tensors, on ``map_location``). Raises :class:`CheckpointError` for a missing, corrupt,
-    truncated or mismatching file; nothing is restored in that case unless the mismatch is in the optimizer
-    (checked after the model).
+    ``model_spec`` (dict or None), ``model_class``, ``optimizer_class``, ``torch_version``, ``path``; if ``model``
+    is None also ``model_state_dict`` (the tensors, on ``map_location``). Raises :class:`CheckpointError` for a
+    missing, corrupt, truncated, edited or mismatching file and for a metadata field of the wrong type or range;
+    nothing is restored in that case unless the mismatch is in the optimizer (checked after the model).
     """
     path = os.fspath(path)
-    fix = f"delete {path!r} (or run without --resume to start from scratch)"
+    fix = f"delete {path!r}, or rerun without --resume and with --overwrite to start from scratch"
     data, meta = _read(path, map_location=map_location, fix=fix)
     fmt = meta.get("format")
     if fmt != CHECKPOINT_FORMAT:
         what = "a weights-only file (use load_weights)" if fmt == WEIGHTS_FORMAT else f"format {fmt!r}"
         raise CheckpointError(f"{path!r} is not a blockzoo training checkpoint ({what}). Fix: {fix}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('format_version')!r}; this blockzoo "
-                              f"reads version {FORMAT_VERSION}. Fix: {fix}")
+                              f"reads versions {', '.join(READABLE_VERSIONS)}. Fix: {fix}")
     out: dict[str, Any] = {
         "path": path,
-        "epoch": _json_meta(meta, "epoch", path, fix),
-        "step": _json_meta(meta, "step", path, fix),
-        "best_metric": _json_meta(meta, "best_metric", path, fix),
-        "config": _json_meta(meta, "config", path, fix),
+        **_checked_fields(meta, path, fix),
         "model_class": meta.get("model_class"),
         "optimizer_class": meta.get("optimizer_class"),
         "torch_version": meta.get("torch_version"),
@@ -353,6 +482,8 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module | None = None,
         rng_state = _decode(json.loads(meta["rng"]), data) if "rng" in meta else None
     except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path!r} has inconsistent metadata ({type(e).__name__}: {e}). Fix: {fix}") from e
+    if not isinstance(out["extra"], dict):
+        raise _bad_field(path, "extra", out["extra"], "a dict", fix)
     out["scaler"] = scaler_state
     state = _model_state(data, meta)
     if model is None:
@@ -386,11 +517,15 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module | None = None,
 
 
 # ---------------------------------------------------------------------------------------------------------- weights
-def save_weights(path: str | os.PathLike, model: nn.Module, *, metadata: dict[str, Any] | None = None) -> None:
+def save_weights(path: str | os.PathLike, model: nn.Module, *, metadata: dict[str, Any] | None = None,
+                 model_spec: dict[str, Any] | None = None) -> None:
     """Atomically write ``model.state_dict()`` (natural key names) to a safetensors file.
 
-    ``metadata`` values are stored as JSON strings (read them back with :func:`read_metadata`)."""
+    ``metadata`` values are stored as JSON strings (read them back with :func:`read_metadata`); ``model_spec``
+    (from :func:`make_model_spec`) lets :func:`load_model` rebuild the model from the file alone."""
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    if model_spec is not None:
+        meta["model_spec"] = _encode_spec(model_spec)
     meta.update({"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION, "model_class": type(model).__name__,
                  "torch_version": torch.__version__})
     atomic_save_tensors(path, dict(model.state_dict()), meta)

@@ -32,7 +32,8 @@ import contextlib
 import math
 import platform
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +111,8 @@ def predict_tta(model: nn.Module, x: torch.Tensor, level: int = 2,
 
 @torch.no_grad()
 def evaluate_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2000, tta_level: int = 0,
-                    pad_value: float | torch.Tensor = 0.0, autocast_dtype: torch.dtype | None = torch.bfloat16) -> torch.Tensor:
+                    pad_value: float | torch.Tensor = 0.0,
+                    autocast_dtype: torch.dtype | None = torch.bfloat16) -> torch.Tensor:
     """Logits (float32, N x K) of ``model`` in eval mode over a normalised batch tensor ``x``, in chunks."""
     was = model.training
     model.eval()
@@ -163,12 +165,6 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
     ``img_per_s``, ``macs_per_image`` (forward), ``gflops``
     (achieved, ``6 * MACs * img/s``), ``params``, ``config`` and machine info.
     """
-    from blockzoo import create_model
-    from blockzoo.data import Loader, load_dataset, take_subset
-    from blockzoo.data.datasets import subset_indices
-    from blockzoo.data.core import Dataset
-    from blockzoo.profile.core import device_name
-
     d = SPEEDRUN_DEFAULTS
     pick = lambda v, k: d[k] if v is None else v  # noqa: E731
     cfg = dict(
@@ -192,18 +188,58 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
         raise ValueError(f"epochs must be > 0, got {cfg['epochs']}")
     if budget is not None and not budget > 0:
         raise ValueError(f"budget must be a positive number of seconds or None, got {budget}")
-    say = log or (lambda s: None)
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        # ------------------------------------------------------------------------------------------ setup (untimed)
+        run = _SpeedRun(cfg, data_dir=data_dir, data_kwargs=data_kwargs, say=log or (lambda s: None))  # untimed
+        run.train()                                                                                    # timed
+        run.final_tta()
+        return run.result()
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+class _SpeedRun:
+    """One speed run between :func:`speedrun`'s steps. Building it is the untimed setup: data (train / held-out /
+    test tensors), the network, its MAC count, the optimizer and the schedule."""
+
+    def __init__(self, cfg: dict[str, Any], *, data_dir: str | None, data_kwargs: dict[str, Any] | None,
+                 say: Callable[[str], None]) -> None:
+        from blockzoo import create_model
+
+        self.cfg, self.say = cfg, say
         t_setup = time.perf_counter()
+        seed = cfg["seed"]
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
+        self._load_data(data_dir, data_kwargs)
+        h, w = self.train_set.image_size
+        self.net = create_model(cfg["model"], num_classes=self.train_set.num_classes,
+                                in_chans=self.train_set.in_chans, img_size=(h, w), **cfg["model_kwargs"])
+        if cfg["channels_last"]:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.params = sum(p.numel() for p in self.net.parameters())
+        self.macs = _forward_macs(self.net, (self.train_set.in_chans, h, w))
+        self._build_optimizer()
+        self.setup_time = time.perf_counter() - t_setup
+        self.autocast_dtype = torch.bfloat16 if cfg["precision"] == "bf16" else None
+        self.train_time = self.eval_time = self.cpu_train = self.tta_time = 0.0
+        self.curve: list[dict[str, Any]] = []
+        self.step = self.images_seen = 0
+        self.stopped: str | None = None
+        self.tta_acc = self.tta_val = None
+
+    # ------------------------------------------------------------------------------------------ setup (untimed)
+    def _load_data(self, data_dir: str | None, data_kwargs: dict[str, Any] | None) -> None:
+        from blockzoo.data import Loader, load_dataset, take_subset
+        from blockzoo.data.core import Dataset
+        from blockzoo.data.datasets import subset_indices
+
+        cfg, seed, holdout = self.cfg, self.cfg["seed"], self.cfg["holdout"]
         kw = dict(data_kwargs or {})
-        train_set = load_dataset(data, "train", data_dir=data_dir, **kw)
-        test_set = load_dataset(data, "test", data_dir=data_dir, **kw)
+        train_set = load_dataset(cfg["data"], "train", data_dir=data_dir, **kw)
+        test_set = load_dataset(cfg["data"], "test", data_dir=data_dir, **kw)
         val_set = None
         if holdout:
             if not 0 < holdout < len(train_set):
@@ -217,37 +253,27 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
                                labels=train_set.labels[mask_or_idx].contiguous(), classes=list(train_set.classes),
                                mean=train_set.mean, std=train_set.std, flip_ok=train_set.flip_ok, split=split)
             val_set, train_set = part(val_idx, "val"), part(keep, "train")
-        if subset is not None:
-            train_set = take_subset(train_set, int(subset), seed)
-        bs = min(cfg["batch_size"], len(train_set))
-        use_bf16 = cfg["precision"] == "bf16"
+        if cfg["subset"] is not None:
+            train_set = take_subset(train_set, int(cfg["subset"]), seed)
+        self.train_set, self.test_set, self.val_set = train_set, test_set, val_set
+        self.batch_size = min(cfg["batch_size"], len(train_set))
         cl = cfg["channels_last"]
-        loader = Loader(train_set, bs, train=True, crop_padding=cfg["translate"], flip=cfg["flip"], seed=seed,
-                        channels_last=cl)
-        x_test = _normalize_all(test_set, cl)
-        y_test = test_set.labels
-        x_val = _normalize_all(val_set, cl) if val_set is not None else None
-        pad_value = -torch.tensor(train_set.mean) / torch.tensor(train_set.std)  # a black pixel, per channel
-        h, w = train_set.image_size
-        net = create_model(cfg["model"], num_classes=train_set.num_classes, in_chans=train_set.in_chans,
-                           img_size=(h, w), **cfg["model_kwargs"])
-        if cl:
-            net = net.to(memory_format=torch.channels_last)
-        params = sum(p.numel() for p in net.parameters())
-        try:
-            from blockzoo.profile import count_macs
-            macs = int(count_macs(net, (train_set.in_chans, h, w)).macs)
-        except Exception:  # profiler is optional here: the run does not depend on it
-            macs = None
-        setup_time = time.perf_counter() - t_setup
+        self.loader = Loader(train_set, self.batch_size, train=True, crop_padding=cfg["translate"], flip=cfg["flip"],
+                             seed=seed, channels_last=cl)
+        self.x_test, self.y_test = _normalize_all(test_set, cl), test_set.labels
+        self.x_val = _normalize_all(val_set, cl) if val_set is not None else None
+        self.pad_value = -torch.tensor(train_set.mean) / torch.tensor(train_set.std)  # a black pixel, per channel
 
-        steps_per_epoch = len(loader)
-        total_steps = max(1, int(round(float(cfg["epochs"]) * steps_per_epoch)))
-        n_epochs = math.ceil(total_steps / steps_per_epoch)
-        sched = airbench_schedule(total_steps, cfg["warmup"])
+    def _build_optimizer(self) -> None:
+        """airbench's parametrisation: lr and weight decay per 1024 examples; norm parameters get bias_scaler x lr."""
+        cfg, net = self.cfg, self.net
+        self.steps_per_epoch = len(self.loader)
+        self.total_steps = max(1, int(round(float(cfg["epochs"]) * self.steps_per_epoch)))
+        self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.sched = airbench_schedule(self.total_steps, cfg["warmup"])
         kilostep = 1024 * (1 + 1 / (1 - cfg["momentum"]))
         lr0 = cfg["lr"] / kilostep
-        wd0 = cfg["weight_decay"] * bs / kilostep
+        wd0 = cfg["weight_decay"] * self.batch_size / kilostep
         lr_b = lr0 * cfg["bias_scaler"]
         norm_types = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
         norm_ids = {id(p) for m in net.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
@@ -255,121 +281,134 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
         other_params = [p for p in net.parameters() if p.requires_grad and id(p) not in norm_ids]
         groups = [dict(params=norm_params, lr=lr_b, weight_decay=wd0 / lr_b, base_lr=lr_b),
                   dict(params=other_params, lr=lr0, weight_decay=wd0 / lr0, base_lr=lr0)]
-        opt = torch.optim.SGD([g for g in groups if g["params"]], momentum=cfg["momentum"], nesterov=True)
-        whiten = getattr(net, "whiten", None)
+        self.opt = torch.optim.SGD([g for g in groups if g["params"]], momentum=cfg["momentum"], nesterov=True)
 
-        # ---------------------------------------------------------------------------------------- training (timed)
-        train_time = 0.0
-        eval_time = 0.0
-        cpu0 = time.process_time()
-        cpu_train = 0.0
-        t0 = time.perf_counter()
-        if whiten is not None:
+    # ------------------------------------------------------------------------------------------ training (timed)
+    def train(self) -> None:
+        """Whitening init and lookahead set-up (timed as training), then the epochs, each evaluated when due."""
+        from blockzoo.data import take_subset
+
+        cfg, net = self.cfg, self.net
+        self.whiten = getattr(net, "whiten", None)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if self.whiten is not None:
             from blockzoo.models.speednet import init_whitening
-            xw = _normalize_all(take_subset(train_set, min(cfg["whiten_samples"], len(train_set)), seed)
-                                if cfg["whiten_samples"] < len(train_set) else train_set, False)
-            init_whitening(whiten, xw)
-        la = Lookahead(net) if cfg["lookahead"] else None
-        train_time += time.perf_counter() - t0
-        cpu_train += time.process_time() - cpu0
-
-        curve: list[dict[str, Any]] = []
-        step = 0
-        images_seen = 0
-        stopped = None
+            n = cfg["whiten_samples"]
+            xw = _normalize_all(take_subset(self.train_set, min(n, len(self.train_set)), cfg["seed"])
+                                if n < len(self.train_set) else self.train_set, False)
+            init_whitening(self.whiten, xw)
+        self.lookahead = Lookahead(net) if cfg["lookahead"] else None
+        self.train_time += time.perf_counter() - t0
+        self.cpu_train += time.process_time() - cpu0
         net.train()
-        for epoch in range(1, n_epochs + 1):
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            if whiten is not None and whiten.bias is not None:
-                whiten.bias.requires_grad_(epoch <= cfg["whiten_bias_epochs"])
-            loss_sum = torch.zeros(())
-            n_ep = 0
-            for x, y in loader:
-                if step >= total_steps:
-                    break
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-                with ctx:
-                    out = net(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg["label_smoothing"], reduction="sum")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                mult = float(sched[step])
-                for g in opt.param_groups:
-                    g["lr"] = g["base_lr"] * mult
-                opt.step()
-                step += 1
-                loss_sum += loss.detach()
-                n_ep += y.shape[0]
-                if la is not None and step % 5 == 0:
-                    la.update(net, 0.95 ** 5 * (step / total_steps) ** 3)
-                if budget is not None and train_time + time.perf_counter() - t0 >= budget:
-                    stopped = "budget"
-                    break
-            last = step >= total_steps or stopped is not None
-            if last and la is not None:
-                la.update(net, 1.0)        # install the averaged weights
-            train_time += time.perf_counter() - t0
-            cpu_train += time.process_time() - cpu0
-            images_seen += n_ep
-            train_loss = float(loss_sum) / max(n_ep, 1)
+        for epoch in range(1, self.n_epochs + 1):
+            train_loss, last = self._train_epoch(epoch)
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"non-finite training loss at epoch {epoch}; lower lr (now {cfg['lr']})")
             if epoch % cfg["eval_every"] == 0 or last:
-                te = time.perf_counter()
-                ad = torch.bfloat16 if use_bf16 else None
-                acc = float((evaluate_logits(net, x_test, batch_size=cfg["eval_batch_size"], autocast_dtype=ad)
-                             .argmax(1) == y_test).float().mean())
-                val_acc = None
-                if x_val is not None:
-                    val_acc = float((evaluate_logits(net, x_val, batch_size=cfg["eval_batch_size"], autocast_dtype=ad)
-                                     .argmax(1) == val_set.labels).float().mean())
-                eval_time += time.perf_counter() - te
-                curve.append(dict(epoch=epoch, step=step, train_time_s=train_time, test_acc=acc, val_acc=val_acc,
-                                  train_loss=train_loss, lr_mult=float(sched[min(step, total_steps)])))
-                say(f"epoch {epoch}/{n_epochs} step {step}/{total_steps} train {train_time:6.1f}s loss "
-                    f"{train_loss:.4f} test {acc:.4f}" + (f" val {val_acc:.4f}" if val_acc is not None else ""))
+                self._evaluate(epoch, train_loss)
             if last:
                 break
 
-        final_acc = curve[-1]["test_acc"]
-        tta_acc = None
-        tta_val = None
-        tta_time = 0.0
-        if tta:
-            te = time.perf_counter()
-            ad = torch.bfloat16 if use_bf16 else None
-            logits = evaluate_logits(net, x_test, batch_size=cfg["eval_batch_size"], tta_level=2,
-                                     pad_value=pad_value, autocast_dtype=ad)
-            tta_acc = float((logits.argmax(1) == y_test).float().mean())
-            tta_time = time.perf_counter() - te
-            if x_val is not None:
-                tta_val = float((evaluate_logits(net, x_val, batch_size=cfg["eval_batch_size"], tta_level=2,
-                                                 pad_value=pad_value, autocast_dtype=ad).argmax(1)
-                                 == val_set.labels).float().mean())
-            say(f"final TTA test {tta_acc:.4f} ({tta_time:.1f}s)" + (f" val {tta_val:.4f}" if tta_val else ""))
+    def _train_epoch(self, epoch: int) -> tuple[float, bool]:
+        """One pass (up to the step count / budget); returns ``(mean train loss, whether it was the last)``."""
+        cfg, net, opt, la = self.cfg, self.net, self.opt, self.lookahead
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        if self.whiten is not None and self.whiten.bias is not None:
+            self.whiten.bias.requires_grad_(epoch <= cfg["whiten_bias_epochs"])
+        loss_sum = torch.zeros(())
+        n_ep = 0
+        for x, y in self.loader:
+            if self.step >= self.total_steps:
+                break
+            ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast_dtype is not None
+                   else contextlib.nullcontext())
+            with ctx:
+                out = net(x)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=cfg["label_smoothing"], reduction="sum")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            mult = float(self.sched[self.step])
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * mult
+            opt.step()
+            self.step += 1
+            loss_sum += loss.detach()
+            n_ep += y.shape[0]
+            if la is not None and self.step % 5 == 0:
+                la.update(net, 0.95 ** 5 * (self.step / self.total_steps) ** 3)
+            if cfg["budget"] is not None and self.train_time + time.perf_counter() - t0 >= cfg["budget"]:
+                self.stopped = "budget"
+                break
+        last = self.step >= self.total_steps or self.stopped is not None
+        if last and la is not None:
+            la.update(net, 1.0)        # install the averaged weights
+        self.train_time += time.perf_counter() - t0
+        self.cpu_train += time.process_time() - cpu0
+        self.images_seen += n_ep
+        return float(loss_sum) / max(n_ep, 1), last
 
-        def key(t: float) -> str:
-            return f"{t:.2f}"
-        tta_time_to = {}
-        ep_to = {}
+    def _accuracy(self, x: torch.Tensor, y: torch.Tensor, tta_level: int = 0) -> float:
+        logits = evaluate_logits(self.net, x, batch_size=self.cfg["eval_batch_size"], tta_level=tta_level,
+                                 pad_value=self.pad_value, autocast_dtype=self.autocast_dtype)
+        return float((logits.argmax(1) == y).float().mean())
+
+    def _evaluate(self, epoch: int, train_loss: float) -> None:
+        """Plain test (and held-out) accuracy, timed apart from training; one point of the curve."""
+        te = time.perf_counter()
+        acc = self._accuracy(self.x_test, self.y_test)
+        val_acc = self._accuracy(self.x_val, self.val_set.labels) if self.x_val is not None else None
+        self.eval_time += time.perf_counter() - te
+        self.curve.append(dict(epoch=epoch, step=self.step, train_time_s=self.train_time, test_acc=acc,
+                               val_acc=val_acc, train_loss=train_loss,
+                               lr_mult=float(self.sched[min(self.step, self.total_steps)])))
+        self.say(f"epoch {epoch}/{self.n_epochs} step {self.step}/{self.total_steps} train {self.train_time:6.1f}s "
+                 f"loss {train_loss:.4f} test {acc:.4f}" + (f" val {val_acc:.4f}" if val_acc is not None else ""))
+
+    # ------------------------------------------------------------------------------------------------- result
+    def final_tta(self) -> None:
+        """The final test-time-augmented accuracy (timed on its own), if asked for."""
+        if not self.cfg["tta"]:
+            return
+        te = time.perf_counter()
+        self.tta_acc = self._accuracy(self.x_test, self.y_test, tta_level=2)
+        self.tta_time = time.perf_counter() - te
+        if self.x_val is not None:
+            self.tta_val = self._accuracy(self.x_val, self.val_set.labels, tta_level=2)
+        self.say(f"final TTA test {self.tta_acc:.4f} ({self.tta_time:.1f}s)"
+                 + (f" val {self.tta_val:.4f}" if self.tta_val else ""))
+
+    def result(self) -> dict[str, Any]:
+        from blockzoo.env import device_name
+
+        curve, cfg = self.curve, self.cfg
+        time_to, epochs_to = {}, {}
         for t in THRESHOLDS:
             hit = next((c for c in curve if c["test_acc"] >= t), None)
-            if hit is None and tta_acc is not None and tta_acc >= t:
+            if hit is None and self.tta_acc is not None and self.tta_acc >= t:
                 hit = dict(curve[-1], epoch=f"{curve[-1]['epoch']}+tta")
-            tta_time_to[key(t)] = None if hit is None else hit["train_time_s"]
-            ep_to[key(t)] = None if hit is None else hit["epoch"]
-        ips = images_seen / train_time if train_time > 0 else None
+            time_to[f"{t:.2f}"] = None if hit is None else hit["train_time_s"]
+            epochs_to[f"{t:.2f}"] = None if hit is None else hit["epoch"]
+        ips = self.images_seen / self.train_time if self.train_time > 0 else None
         return dict(
-            recipe="speedrun", config=cfg, model=cfg["model"], params=params, macs_per_image=macs,
-            dataset=train_set.name, train_size=len(train_set), test_size=len(test_set),
-            holdout=holdout, steps=step, total_steps=total_steps, epochs_completed=curve[-1]["epoch"],
-            curve=curve, final_test_acc=final_acc, final_tta_acc=tta_acc, final_val_acc=curve[-1]["val_acc"],
-            final_tta_val_acc=tta_val, time_to_acc=tta_time_to, epochs_to_acc=ep_to, train_time_s=train_time,
-            train_cpu_s=cpu_train, eval_time_s=eval_time, tta_eval_time_s=tta_time, setup_time_s=setup_time,
-            img_per_s=ips,
-            gflops=(6 * macs * ips / 1e9) if (macs and ips) else None, stopped_reason=stopped,
+            recipe="speedrun", config=cfg, model=cfg["model"], params=self.params, macs_per_image=self.macs,
+            dataset=self.train_set.name, train_size=len(self.train_set), test_size=len(self.test_set),
+            holdout=cfg["holdout"], steps=self.step, total_steps=self.total_steps,
+            epochs_completed=curve[-1]["epoch"], curve=curve, final_test_acc=curve[-1]["test_acc"],
+            final_tta_acc=self.tta_acc, final_val_acc=curve[-1]["val_acc"], final_tta_val_acc=self.tta_val,
+            time_to_acc=time_to, epochs_to_acc=epochs_to, train_time_s=self.train_time, train_cpu_s=self.cpu_train,
+            eval_time_s=self.eval_time, tta_eval_time_s=self.tta_time, setup_time_s=self.setup_time, img_per_s=ips,
+            gflops=(6 * self.macs * ips / 1e9) if (self.macs and ips) else None, stopped_reason=self.stopped,
             threads=torch.get_num_threads(), cpu=device_name("cpu"), torch_version=torch.__version__,
             python_version=platform.python_version(),
         )
-    finally:
-        torch.set_num_threads(saved_threads)
+
+
+def _forward_macs(net: nn.Module, input_size: tuple[int, int, int]) -> int | None:
+    """Forward MACs per image for the ``macs_per_image`` / ``gflops`` report fields (the profiler is imported
+    lazily, only for them; the run does not depend on it)."""
+    try:
+        from blockzoo.profile import count_macs
+        return int(count_macs(net, input_size).macs)
+    except Exception:
+        return None

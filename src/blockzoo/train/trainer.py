@@ -1,6 +1,8 @@
 """The training loop behind ``blockzoo train``: :func:`train` and :func:`evaluate`.
 
-One call of :func:`train` runs (or resumes) a whole classification training run and writes into the run directory:
+One call of :func:`train` runs (or resumes) a whole classification training run and writes into the run directory
+(a folder already holding a run is continued if its result-changing settings, :func:`result_config`, are the same,
+and refused otherwise unless ``resume`` / ``overwrite`` say what to do; nothing is ever deleted silently):
 
 * ``metrics.jsonl``: one JSON object per epoch (keys in :data:`METRIC_KEYS`);
 * ``result.json``: the final summary (keys in :data:`RESULT_KEYS`), also returned as a dict;
@@ -24,6 +26,8 @@ Design notes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -31,22 +35,33 @@ import platform
 import random
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from blockzoo.errors import BlockzooError
+from blockzoo.env import device_name
+from blockzoo.errors import BlockzooError, CheckpointError, ConfigError
 
-from .checkpoint import load_checkpoint, save_checkpoint, save_weights
+from .checkpoint import (
+    load_checkpoint,
+    make_model_spec,
+    read_metadata,
+    remove_stale_temp_files,
+    save_checkpoint,
+    save_weights,
+)
 from .config import TrainConfig
 from .schedules import LRSchedule, warmup_steps_for
 
 __all__ = ["train", "evaluate", "NonFiniteLossError", "build_optimizer", "resolve_device", "amp_settings",
-           "METRIC_KEYS", "RESULT_KEYS", "GPU_CHECK_EVERY"]
+           "result_config", "config_hash", "config_diff", "RESULT_FIELDS", "NON_RESULT_FIELDS", "METRIC_KEYS",
+           "RESULT_KEYS", "GPU_CHECK_EVERY"]
 
 #: keys of every line of ``metrics.jsonl``: ``step`` is the global step at the end of the epoch, ``lr`` the learning
 #: rate of its last step, ``epoch_time_s``/``eval_time_s`` this epoch's training/evaluation time, ``train_time_s`` and
@@ -54,13 +69,13 @@ __all__ = ["train", "evaluate", "NonFiniteLossError", "build_optimizer", "resolv
 #: ``test_*`` are ``None`` on epochs without evaluation.
 METRIC_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
                "train_time_s", "eval_time_s", "img_per_s", "wall_time_s")
-#: keys of ``result.json``.
-RESULT_KEYS = ("config", "model", "model_class", "params", "dataset", "train_size", "test_size", "epochs_completed",
-               "steps", "final_test_acc", "final_test_loss", "final_train_loss", "final_train_acc", "best_test_acc",
-               "best_epoch", "time_to_acc", "epochs_to_acc", "wall_time_s", "train_time_s", "eval_time_s",
-               "img_per_s", "lr_peak", "weight_decay", "warmup_steps", "total_steps", "precision", "device",
-               "device_name", "threads", "torch_version", "python_version", "deterministic", "resumed_from_epoch",
-               "stopped_reason", "run_dir")
+#: keys of ``result.json`` (``config_hash``: :func:`config_hash` of ``config``).
+RESULT_KEYS = ("config", "config_hash", "model", "model_class", "params", "dataset", "train_size", "test_size",
+               "epochs_completed", "steps", "final_test_acc", "final_test_loss", "final_train_loss", "final_train_acc",
+               "best_test_acc", "best_epoch", "time_to_acc", "epochs_to_acc", "wall_time_s", "train_time_s",
+               "eval_time_s", "img_per_s", "lr_peak", "weight_decay", "warmup_steps", "total_steps", "precision",
+               "device", "device_name", "threads", "torch_version", "python_version", "deterministic",
+               "resumed_from_epoch", "stopped_reason", "run_dir")
 #: on CUDA, how often (in steps) the accumulated losses are checked for NaN/inf.
 GPU_CHECK_EVERY = 25
 
@@ -243,8 +258,14 @@ class _Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         self.console = console if console is not None else Console(stderr=True)
         self._bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -285,13 +306,115 @@ def _nonfinite_error(*, loss: float, epoch: int, step_in_epoch: int, global_step
                               checkpoint=str(ckpt) if ckpt is not None else None)
 
 
-def _create_model(cfg: TrainConfig, train_set: Any) -> nn.Module:
-    import blockzoo
-    create = getattr(blockzoo, "create_model", None)
-    if create is None:
-        from blockzoo.registry import create_model as create
-    return create(cfg.model, num_classes=int(train_set.num_classes), in_chans=int(train_set.in_chans),
-                  img_size=tuple(train_set.image_size), **{**cfg.model_kwargs, **cfg.slots})
+# ------------------------------------------------------------------------------------------ the result-changing config
+#: TrainConfig fields that do not change a run's result: where it is written and shown, the thread count, the device,
+#: where the data lives and the resume / overwrite / checkpoint switches. Every other field changes the result.
+NON_RESULT_FIELDS = frozenset({"progress", "out_dir", "threads", "device", "data_dir", "resume", "overwrite",
+                               "checkpoint"})
+RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NON_RESULT_FIELDS)
+_FIELD_DEFAULTS = TrainConfig().to_dict()
+
+
+def _canonical(o: Any) -> Any:
+    """JSON-stable form: dict keys sorted, tuples as lists, integral floats as ints, callables by qualified name."""
+    if isinstance(o, dict):
+        return {str(k): _canonical(o[k]) for k in sorted(o, key=str)}
+    if isinstance(o, (list, tuple)):
+        return [_canonical(v) for v in o]
+    if isinstance(o, np.generic):
+        return _canonical(o.item())
+    if isinstance(o, float) and o.is_integer():
+        return int(o)
+    if o is None or isinstance(o, (bool, int, float, str)):
+        return o
+    if callable(o):
+        return f"<callable {getattr(o, '__module__', '?')}.{getattr(o, '__qualname__', type(o).__name__)}>"
+    return repr(o)
+
+
+def result_config(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``cfg`` that change the result (:data:`RESULT_FIELDS`), resolved and canonical. ``cfg`` is a
+    :class:`TrainConfig` or a stored config dict (``result.json``'s or a checkpoint's ``config``; a missing field
+    counts as its default). Two runs with equal result configs give the same result; compare and the trainer's
+    resume check both decide by it."""
+    d = cfg.resolved().to_dict() if isinstance(cfg, TrainConfig) else {**_FIELD_DEFAULTS, **cfg}
+    return _canonical({k: d[k] for k in RESULT_FIELDS})
+
+
+def config_hash(cfg: TrainConfig | dict[str, Any]) -> str:
+    """8 hex digits of the SHA-256 of :func:`result_config` (compare keys its run folders by it)."""
+    blob = json.dumps(result_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def config_diff(old: TrainConfig | dict[str, Any], new: TrainConfig | dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(field, old value, new value)`` for every result-changing field that differs."""
+    a, b = result_config(old), result_config(new)
+    return [(k, a[k], b[k]) for k in RESULT_FIELDS if a[k] != b[k]]
+
+
+# ------------------------------------------------------------------------------------------------- the run folder
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "result.json")
+
+
+@dataclass(frozen=True)
+class _RunFiles:
+    dir: Path
+
+    @property
+    def last(self) -> Path:
+        return self.dir / "last.safetensors"
+
+    @property
+    def best(self) -> Path:
+        return self.dir / "best.safetensors"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    @property
+    def result(self) -> Path:
+        return self.dir / "result.json"
+
+
+def _stored_config(files: _RunFiles) -> dict[str, Any]:
+    """The config of the run in the folder: its checkpoint's (the live state) or else its result.json's."""
+    if files.last.exists():
+        cfg = read_metadata(files.last).get("config")
+        where = files.last
+    else:
+        try:
+            cfg = json.loads(files.result.read_text(encoding="utf-8")).get("config")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            cfg = None
+        where = files.result
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{str(where)!r} does not record the settings of its run; pass --overwrite to replace the "
+                          f"run in {str(files.dir)!r} or choose another --out.")
+    return cfg
+
+
+def _plan_run(cfg: TrainConfig, files: _RunFiles) -> str:
+    """What to do with the run folder: ``"fresh"`` (start over), ``"resume"`` (continue its checkpoint) or
+    ``"report"`` (a finished run without checkpoint: return its result.json). Reads files, never changes one:
+    a folder holding a run with other settings is refused here, before anything is touched."""
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: pass --resume to continue the run in "
+                          f"{str(files.dir)!r} or --overwrite to replace it, not both.")
+    has_ckpt, has_result = files.last.exists(), files.result.exists()
+    if cfg.overwrite or not (has_ckpt or has_result):
+        return "fresh"
+    if cfg.resume and has_ckpt:
+        return "resume"
+    diff = config_diff(_stored_config(files), cfg)
+    if diff:
+        changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in diff)
+        fixes = ("pass --resume to continue it with the new settings, --overwrite to replace it, or choose another "
+                 "--out" if has_ckpt else "it has no checkpoint to resume: pass --overwrite to replace it or choose "
+                 "another --out")
+        raise ConfigError(f"{str(files.dir)!r} already holds a run with other settings ({changes}); {fixes}.")
+    return "resume" if has_ckpt else "report"
 
 
 def _rewrite_metrics(path: Path, keep_upto_epoch: int) -> None:
@@ -308,286 +431,369 @@ def _rewrite_metrics(path: Path, keep_upto_epoch: int) -> None:
     _atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-_RESUME_IGNORED = {"resume", "progress", "out_dir", "threads", "device", "max_train_time_s", "checkpoint",
-                   "data_dir", "tta_thresholds", "eval_every"}
-
-
+# ------------------------------------------------------------------------------------------------------------- train
 def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = None, test_set: Any = None, *,
           console: Any = None, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train (or, with ``cfg.resume``, continue) a classifier and return the result dict (also in result.json).
+    """Train a classifier into ``cfg.out_dir`` and return the result dict (also in result.json).
+
+    The run folder decides what happens: empty -> a new run; it holds a run with the same result-changing settings
+    (:func:`result_config`) -> that run continues from its checkpoint (a finished one is only re-reported), so
+    re-running an interrupted command resumes it; it holds a run with other settings -> :class:`ConfigError`
+    naming them, unless ``cfg.resume`` (continue it with the new settings, with a warning) or ``cfg.overwrite``
+    (replace it). Stale temporary files of a killed write are removed when a run starts or resumes.
 
     ``model``: a ready ``nn.Module`` (trained in place), or ``None`` to build ``cfg.model`` with ``cfg.slots`` via
-    ``blockzoo.create_model`` (after seeding). ``train_set``/``test_set``: :class:`blockzoo.data.Dataset` objects, or
-    ``None`` to load ``cfg.data`` (``cfg.subset`` applies only then). ``console``: a ``rich.console.Console`` for the
+    ``blockzoo.create_model`` (after seeding; the weights files then carry a ``model_spec`` for
+    :func:`blockzoo.load_model`). ``train_set``/``test_set``: :class:`blockzoo.data.Dataset` objects, or ``None``
+    to load ``cfg.data`` (``cfg.subset`` applies only then). ``console``: a ``rich.console.Console`` for the
     progress bar (default: stderr). ``on_epoch_end(metrics)`` is called after each epoch's metrics line and checkpoint
     are written (raising in it aborts the run, leaving a resumable checkpoint).
 
     Raises :class:`NonFiniteLossError` on NaN/inf loss and :class:`~blockzoo.train.CheckpointError` if a checkpoint
     to resume from is corrupt or does not match.
     """
-    from blockzoo.data import Loader, load_dataset
-    from blockzoo.profile.core import device_name
-
     wall_start = time.perf_counter()
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
-    amp_on, amp_dtype, use_scaler = amp_settings(cfg.precision, device)
-    run_dir = Path(cfg.out_dir)  # type: ignore[arg-type]
-    last_path, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    metrics_path, result_path = run_dir / "metrics.jsonl", run_dir / "result.json"
-
+    amp = amp_settings(cfg.precision, device)  # an unsupported precision fails before any data is loaded
+    files = _RunFiles(Path(cfg.out_dir))  # type: ignore[arg-type]
+    plan = _plan_run(cfg, files)
+    if plan == "report":
+        return json.loads(files.result.read_text(encoding="utf-8"))
     with _global_settings(cfg, device):
         _seed_everything(cfg.seed)
-        if train_set is None:
-            train_set = load_dataset(cfg.data, "train", data_dir=cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
-        if test_set is None:
-            test_set = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
-        if model is None:
-            model = _create_model(cfg, train_set)
-            model_name = cfg.model
-        else:
-            model_name = str(getattr(model, "model_name", None) or type(model).__name__)
+        train_set, test_set = _load_data(cfg, train_set, test_set)
+        model, model_name, spec = _prepare_model(cfg, model, train_set)
+        run = _Run(cfg, device, amp, files, model, model_name, spec, train_set, test_set, wall_start)
+        run.open_run_dir(resume=plan == "resume")
+        run.train_epochs(console, on_epoch_end)
+        run.evaluate_if_needed()
+        result = run.result()
+    _atomic_write_text(files.result, json.dumps(result, indent=2, default=_json_default) + "\n")
+    return result
+
+
+def _load_data(cfg: TrainConfig, train_set: Any, test_set: Any) -> tuple[Any, Any]:
+    from blockzoo.data import load_dataset
+
+    if train_set is None:
+        train_set = load_dataset(cfg.data, "train", data_dir=cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
+    if test_set is None:
+        test_set = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
+    return train_set, test_set
+
+
+def _prepare_model(cfg: TrainConfig, model: nn.Module | None,
+                   train_set: Any) -> tuple[nn.Module, str, dict[str, Any] | None]:
+    """``(model, its name, its model_spec)``: ``model`` as given (no spec: how it was built is unknown) or
+    ``cfg.model`` built from the registry."""
+    if model is not None:
+        return model, str(getattr(model, "model_name", None) or type(model).__name__), None
+    from blockzoo.registry import create_model
+
+    size = tuple(train_set.image_size)
+    spec = make_model_spec(cfg.model, slots=cfg.slots, model_kwargs=cfg.model_kwargs,
+                           num_classes=int(train_set.num_classes), in_chans=int(train_set.in_chans), img_size=size)
+    model = create_model(cfg.model, num_classes=int(train_set.num_classes), in_chans=int(train_set.in_chans),
+                         img_size=size, **{**cfg.model_kwargs, **cfg.slots})
+    return model, cfg.model, spec
+
+
+class _Run:
+    """One training run between :func:`train`'s steps: model, optimizer, loaders, schedule and the trainer state
+    ``st`` (checkpointed under ``extra["trainer"]``)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, amp: tuple[bool, torch.dtype | None, bool],
+                 files: _RunFiles, model: nn.Module, model_name: str, spec: dict[str, Any] | None, train_set: Any,
+                 test_set: Any, wall_start: float) -> None:
+        from blockzoo.data import Loader
+
+        self.cfg, self.device, self.files, self.wall_start = cfg, device, files, wall_start
+        self.model, self.model_name, self.spec = model, model_name, spec
+        self.train_set, self.test_set = train_set, test_set
+        self.amp_on, self.amp_dtype, self.use_scaler = amp
         model.to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         model.train()
-        optimizer = build_optimizer(model, cfg)
-        scaler = torch.amp.GradScaler(device.type) if use_scaler else None
-        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-        train_loader = Loader(train_set, cfg.batch_size, train=True, augment=cfg.augment, seed=cfg.seed,
-                              device=device, channels_last=cfg.channels_last)
-        test_loader = Loader(test_set, int(cfg.eval_batch_size), train=False, seed=cfg.seed,  # type: ignore[arg-type]
-                             device=device, channels_last=cfg.channels_last)
-        steps_per_epoch = len(train_loader)
-        if steps_per_epoch < 1:
+        self.optimizer = build_optimizer(model, cfg)
+        self.scaler = torch.amp.GradScaler(device.type) if self.use_scaler else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.train_loader = Loader(train_set, cfg.batch_size, train=True, augment=cfg.augment, seed=cfg.seed,
+                                   device=device, channels_last=cfg.channels_last)
+        self.test_loader = Loader(test_set, int(cfg.eval_batch_size), train=False,  # type: ignore[arg-type]
+                                  seed=cfg.seed, device=device, channels_last=cfg.channels_last)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch < 1:
             raise ValueError(f"the training set ({len(train_set)} images) gives no full batch of {cfg.batch_size}; "
                              f"lower --batch-size")
-        total_steps = cfg.epochs * steps_per_epoch
-        warmup = warmup_steps_for(cfg.warmup_epochs, steps_per_epoch, total_steps)
-        schedule = LRSchedule(float(cfg.lr), total_steps, warmup, cfg.schedule)  # type: ignore[arg-type]
-        thresholds = sorted({float(t) for t in cfg.tta_thresholds})
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup = warmup_steps_for(cfg.warmup_epochs, self.steps_per_epoch, self.total_steps)
+        self.schedule = LRSchedule(float(cfg.lr), self.total_steps, self.warmup, cfg.schedule)  # type: ignore[arg-type]
+        self.thresholds = sorted({float(t) for t in cfg.tta_thresholds})
+        self.st: dict[str, Any] = {"train_time_s": 0.0, "eval_time_s": 0.0, "wall_time_s": 0.0, "images": 0,
+                                   "best_acc": None, "best_epoch": None, "tta": {}, "last_eval": None,
+                                   "last_train": None, "stopped_reason": None, "max_steps_per_epoch": 0}
+        self.start_epoch, self.global_step, self.resumed_from = 0, 0, None
+        self.ckpt_epoch: int | None = None  # epoch of the checkpoint on disk that belongs to this run
+        self.epoch_reached = 0
+        self.loss_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.float32)
+        self.correct_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.int64)
+        self.check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
 
-        # ---------------------------------------------------------------- trainer state (checkpointed in `extra`)
-        st: dict[str, Any] = {"train_time_s": 0.0, "eval_time_s": 0.0, "wall_time_s": 0.0, "images": 0,
-                              "best_acc": None, "best_epoch": None, "tta": {}, "last_eval": None,
-                              "last_train": None, "stopped_reason": None}
-        start_epoch, global_step, resumed_from = 0, 0, None
-        run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad --data / --model leaves no empty run dir
-        if cfg.resume and last_path.exists():
-            meta = load_checkpoint(last_path, model=model, optimizer=optimizer, scaler=scaler, restore_rng=True,
-                                   map_location="cpu")
-            saved_cfg = meta.get("config") or {}
-            diff = sorted(k for k, v in cfg.to_dict().items()
-                          if k not in _RESUME_IGNORED and k in saved_cfg and saved_cfg[k] != v)
-            if diff:
-                warnings.warn(f"resuming {str(last_path)!r} with changed settings {diff}; the run will not match an "
-                              f"uninterrupted one", stacklevel=2)
-            start_epoch, global_step, resumed_from = int(meta["epoch"]), int(meta["step"]), int(meta["epoch"])
-            st.update(meta["extra"].get("trainer", {}))
+    # -------------------------------------------------------------------------------------------- run folder
+    def open_run_dir(self, *, resume: bool) -> None:
+        """Create the folder (only now: a bad --data / --model leaves none), remove stale temporary files, then
+        restore the checkpoint (``resume``) or remove the files of the run this one replaces."""
+        files = self.files
+        files.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(files.dir, RUN_FILES)
+        if resume:
+            self._restore()
         else:
-            for stale in (last_path, best_path, result_path):  # a fresh run replaces whatever was in the run dir
+            for stale in (files.last, files.best, files.result):
                 stale.unlink(missing_ok=True)
-        _rewrite_metrics(metrics_path, start_epoch)
-        prev_wall = float(st["wall_time_s"])
-        ckpt_epoch: int | None = resumed_from  # epoch of the checkpoint on disk that belongs to this run
-        epoch_reached = start_epoch
-        # a run stopped by its time budget is finished: resuming it only re-reports
-        first_epoch = cfg.epochs + 1 if st.get("stopped_reason") else start_epoch + 1
+        _rewrite_metrics(files.metrics, self.start_epoch)
+        self.prev_wall = float(self.st["wall_time_s"])
+        self.epoch_reached = self.start_epoch
 
-        params = sum(p.numel() for p in model.parameters())
-        loss_buf = torch.zeros(steps_per_epoch, device=device, dtype=torch.float32)
-        correct_buf = torch.zeros(steps_per_epoch, device=device, dtype=torch.int64)
-        check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
-        bar = _Progress(cfg.progress, console, total_steps, min(global_step, total_steps))
+    def _restore(self) -> None:
+        meta = load_checkpoint(self.files.last, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                               restore_rng=True, map_location="cpu")
+        saved = meta["config"]
+        diff = [k for k, _, _ in config_diff(saved, self.cfg)] if saved is not None else []
+        if diff:
+            warnings.warn(f"resuming {str(self.files.last)!r} with changed settings {diff}; the run will not match "
+                          f"an uninterrupted one", stacklevel=4)
+        trainer_state = meta["extra"].get("trainer", {})
+        if not isinstance(trainer_state, dict):
+            raise CheckpointError(f"{str(self.files.last)!r} has an invalid trainer state; the file is corrupt. Fix: "
+                                  f"delete it, or rerun with --overwrite to start from scratch")
+        self.st.update(trainer_state)
+        if "max_steps_per_epoch" not in trainer_state:  # written by an older blockzoo: the step count bounds it
+            self.st["max_steps_per_epoch"] = int(meta["step"])
+        self.start_epoch = self.resumed_from = self.ckpt_epoch = int(meta["epoch"])
+        self.global_step = int(meta["step"])
+
+    # ------------------------------------------------------------------------------------------------ epochs
+    def train_epochs(self, console: Any, on_epoch_end: Callable[[dict[str, Any]], None] | None) -> None:
+        cfg = self.cfg
+        # a run stopped by its time budget is finished: resuming it only re-reports
+        first_epoch = cfg.epochs + 1 if self.st.get("stopped_reason") else self.start_epoch + 1
+        self.st["max_steps_per_epoch"] = max(int(self.st["max_steps_per_epoch"]), self.steps_per_epoch)
+        bar = _Progress(cfg.progress, console, self.total_steps, min(self.global_step, self.total_steps))
         try:
             for epoch in range(first_epoch, cfg.epochs + 1):
-                epoch_reached = epoch
-                if hasattr(train_loader, "set_epoch"):
-                    train_loader.set_epoch(epoch - 1)
-                model.train()
-                loss_buf.zero_()
-                correct_buf.zero_()
-                n_images, n_steps, checked = 0, 0, 0
-                lr = schedule(global_step)
-                budget_left = (None if cfg.max_train_time_s is None
-                               else cfg.max_train_time_s - float(st["train_time_s"]))
-                t0 = last_ui = time.perf_counter()
-                for i, (x, y) in enumerate(train_loader):
-                    if i >= steps_per_epoch:
-                        break
-                    lr = schedule(global_step)
-                    for g in optimizer.param_groups:
-                        g["lr"] = lr
-                    with _autocast(device, amp_on, amp_dtype):
-                        out = model(x)
-                        loss = criterion(out.float(), y)
-                    loss_buf[i] = loss.detach()
-                    if check_every == 1:
-                        if not math.isfinite(loss_buf[i].item()):
-                            raise _nonfinite_error(loss=loss_buf[i].item(), epoch=epoch, step_in_epoch=i + 1,
-                                                   global_step=global_step + 1, lr=lr, cfg=cfg,
-                                                   ckpt=last_path if ckpt_epoch is not None else None,
-                                                   ckpt_epoch=ckpt_epoch)
-                    elif (i + 1) % check_every == 0:
-                        _check_buffer(loss_buf, checked, i + 1, epoch, global_step - i, schedule, cfg,
-                                      last_path if ckpt_epoch is not None else None, ckpt_epoch)
-                        checked = i + 1
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        if cfg.clip_grad_norm is not None:
-                            scaler.unscale_(optimizer)
-                            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        if cfg.clip_grad_norm is not None:
-                            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                        optimizer.step()
-                    correct_buf[i] = (out.detach().argmax(1) == y).sum()
-                    n_images += int(y.shape[0])
-                    n_steps = i + 1
-                    global_step += 1
-                    now = time.perf_counter()
-                    if bar.enabled:
-                        fields: dict[str, str] = {}
-                        if now - last_ui > 0.5 or n_steps == steps_per_epoch:
-                            last_ui = now
-                            fields = {"loss": f"{loss_buf[:n_steps].mean().item():.4f}",
-                                      "acc": f"{correct_buf[:n_steps].sum().item() / n_images:.4f}",
-                                      "ips": f"{n_images / max(now - t0, 1e-9):.0f}"}
-                        bar.step(f"epoch {epoch}/{cfg.epochs}", **fields)
-                    if budget_left is not None and now - t0 >= budget_left:
-                        st["stopped_reason"] = "max_train_time_s"
-                        break
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                epoch_time = time.perf_counter() - t0
-                if n_steps == 0:
-                    raise RuntimeError("the training loader yielded no batches")
-                # ------------------------------------------------------------------------------ end of epoch
-                _check_buffer(loss_buf, checked, n_steps, epoch, global_step - n_steps, schedule, cfg,
-                              last_path if ckpt_epoch is not None else None, ckpt_epoch)
-                st["train_time_s"] = float(st["train_time_s"]) + epoch_time
-                st["images"] = int(st["images"]) + n_images
-                train_loss = float(loss_buf[:n_steps].sum().item()) / n_steps
-                train_acc = float(correct_buf[:n_steps].sum().item()) / n_images
-                st["last_train"] = {"loss": train_loss, "acc": train_acc}
-                last_epoch = epoch == cfg.epochs or st["stopped_reason"] is not None
-                test: dict[str, float] | None = None
-                eval_time = 0.0
-                if epoch % cfg.eval_every == 0 or last_epoch:
-                    te = time.perf_counter()
-                    test = evaluate(model, test_loader, precision=cfg.precision, device=device)
-                    eval_time = time.perf_counter() - te
-                    st["eval_time_s"] = float(st["eval_time_s"]) + eval_time
-                    st["last_eval"] = {"epoch": epoch, **test}
-                    if not math.isfinite(test["loss"]):
-                        raise _nonfinite_error(loss=test["loss"], epoch=epoch, step_in_epoch=n_steps,
-                                               global_step=global_step, lr=lr, cfg=cfg,
-                                               ckpt=last_path if ckpt_epoch is not None else None,
-                                               ckpt_epoch=ckpt_epoch, what="test loss")
-                    if st["best_acc"] is None or test["acc"] > st["best_acc"]:
-                        st["best_acc"], st["best_epoch"] = test["acc"], epoch
-                        if cfg.checkpoint:
-                            save_weights(best_path, model, metadata={"epoch": epoch, "test_acc": test["acc"],
-                                                                     "model": model_name})
-                    for t in thresholds:
-                        if test["acc"] >= t and _thr_key(t) not in st["tta"]:
-                            st["tta"][_thr_key(t)] = {"train_time_s": st["train_time_s"], "epoch": epoch}
-                st["wall_time_s"] = prev_wall + time.perf_counter() - wall_start
-                metrics = {
-                    "epoch": epoch, "step": global_step, "train_loss": train_loss, "train_acc": train_acc,
-                    "test_loss": test["loss"] if test else None, "test_acc": test["acc"] if test else None,
-                    "lr": lr, "epoch_time_s": epoch_time, "train_time_s": st["train_time_s"],
-                    "eval_time_s": eval_time, "img_per_s": n_images / epoch_time if epoch_time > 0 else None,
-                    "wall_time_s": st["wall_time_s"],
-                }
-                with open(metrics_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(metrics, default=_json_default) + "\n")
-                if cfg.checkpoint:
-                    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-                    if bad:
-                        raise _nonfinite_error(loss=float("nan"), epoch=epoch, step_in_epoch=n_steps,
-                                               global_step=global_step, lr=lr, cfg=cfg,
-                                               ckpt=last_path if ckpt_epoch is not None else None,
-                                               ckpt_epoch=ckpt_epoch, what=f"parameters ({', '.join(bad[:3])})")
-                    save_checkpoint(last_path, model=model, optimizer=optimizer, step=global_step, epoch=epoch,
-                                    config=cfg.to_dict(), best_metric=st["best_acc"], scaler=scaler,
-                                    extra={"trainer": st})
-                    ckpt_epoch = epoch
-                if bar.enabled:
-                    msg = (f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
-                           + (f"  test loss {test['loss']:.4f} acc {test['acc']:.4f}" if test else "")
-                           + f"  lr {lr:.3g}  {metrics['img_per_s'] or 0:.0f} img/s  {epoch_time:.1f}s")
-                    bar.log(msg)
+                self.epoch_reached = epoch
+                ep = self._train_epoch(epoch, bar)
+                metrics = self._finish_epoch(epoch, ep, bar)
                 if on_epoch_end is not None:
                     on_epoch_end(dict(metrics))
-                if st["stopped_reason"] is not None:
+                if self.st["stopped_reason"] is not None:
                     break
         finally:
             bar.close()
 
-        if st["last_eval"] is None or int(st["last_eval"]["epoch"]) != epoch_reached:
-            # only when resuming a run whose last checkpoint was not evaluated (or a finished run with fewer --epochs)
+    def _train_epoch(self, epoch: int, bar: _Progress) -> dict[str, Any]:
+        """One pass over the training loader (stopping early at the time budget); returns the epoch's counters."""
+        cfg, st = self.cfg, self.st
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(epoch - 1)
+        self.model.train()
+        self.loss_buf.zero_()
+        self.correct_buf.zero_()
+        ep = {"images": 0, "steps": 0, "checked": 0, "lr": self.schedule(self.global_step)}
+        budget_left = None if cfg.max_train_time_s is None else cfg.max_train_time_s - float(st["train_time_s"])
+        t0 = last_ui = time.perf_counter()
+        for i, (x, y) in enumerate(self.train_loader):
+            if i >= self.steps_per_epoch:
+                break
+            self._step(x, y, i, epoch, ep)
+            now = time.perf_counter()
+            if bar.enabled:
+                fields: dict[str, str] = {}
+                if now - last_ui > 0.5 or ep["steps"] == self.steps_per_epoch:
+                    last_ui = now
+                    n = ep["steps"]
+                    fields = {"loss": f"{self.loss_buf[:n].mean().item():.4f}",
+                              "acc": f"{self.correct_buf[:n].sum().item() / ep['images']:.4f}",
+                              "ips": f"{ep['images'] / max(now - t0, 1e-9):.0f}"}
+                bar.step(f"epoch {epoch}/{cfg.epochs}", **fields)
+            if budget_left is not None and now - t0 >= budget_left:
+                st["stopped_reason"] = "max_train_time_s"
+                break
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        ep["time"] = time.perf_counter() - t0
+        if ep["steps"] == 0:
+            raise RuntimeError("the training loader yielded no batches")
+        return ep
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, i: int, epoch: int, ep: dict[str, Any]) -> None:
+        """Optimizer step ``i`` of the epoch: lr from the global step, forward, NaN check, backward, update."""
+        cfg, model, optimizer, scaler = self.cfg, self.model, self.optimizer, self.scaler
+        lr = ep["lr"] = self.schedule(self.global_step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        with _autocast(self.device, self.amp_on, self.amp_dtype):
+            out = model(x)
+            loss = self.criterion(out.float(), y)
+        self.loss_buf[i] = loss.detach()
+        if self.check_every == 1:
+            if not math.isfinite(self.loss_buf[i].item()):
+                raise self._nonfinite(self.loss_buf[i].item(), epoch, i + 1, self.global_step + 1, lr)
+        elif (i + 1) % self.check_every == 0:
+            self._check_buffer(ep["checked"], i + 1, epoch, self.global_step - i)
+            ep["checked"] = i + 1
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if cfg.clip_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if cfg.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+        self.correct_buf[i] = (out.detach().argmax(1) == y).sum()
+        ep["images"] += int(y.shape[0])
+        ep["steps"] = i + 1
+        self.global_step += 1
+
+    def _finish_epoch(self, epoch: int, ep: dict[str, Any], bar: _Progress) -> dict[str, Any]:
+        """Account the epoch, evaluate it when due, write its metrics line and checkpoint; returns the metrics."""
+        cfg, st, n_steps = self.cfg, self.st, ep["steps"]
+        self._check_buffer(ep["checked"], n_steps, epoch, self.global_step - n_steps)
+        st["train_time_s"] = float(st["train_time_s"]) + ep["time"]
+        st["images"] = int(st["images"]) + ep["images"]
+        train_loss = float(self.loss_buf[:n_steps].sum().item()) / n_steps
+        train_acc = float(self.correct_buf[:n_steps].sum().item()) / ep["images"]
+        st["last_train"] = {"loss": train_loss, "acc": train_acc}
+        last_epoch = epoch == cfg.epochs or st["stopped_reason"] is not None
+        test, eval_time = None, 0.0
+        if epoch % cfg.eval_every == 0 or last_epoch:
+            test, eval_time = self._evaluate_epoch(epoch, ep)
+        st["wall_time_s"] = self.prev_wall + time.perf_counter() - self.wall_start
+        metrics = {
+            "epoch": epoch, "step": self.global_step, "train_loss": train_loss, "train_acc": train_acc,
+            "test_loss": test["loss"] if test else None, "test_acc": test["acc"] if test else None,
+            "lr": ep["lr"], "epoch_time_s": ep["time"], "train_time_s": st["train_time_s"],
+            "eval_time_s": eval_time, "img_per_s": ep["images"] / ep["time"] if ep["time"] > 0 else None,
+            "wall_time_s": st["wall_time_s"],
+        }
+        with open(self.files.metrics, "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics, default=_json_default) + "\n")
+        if cfg.checkpoint:
+            self._save_checkpoint(epoch, ep)
+        if bar.enabled:
+            bar.log(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
+                    + (f"  test loss {test['loss']:.4f} acc {test['acc']:.4f}" if test else "")
+                    + f"  lr {ep['lr']:.3g}  {metrics['img_per_s'] or 0:.0f} img/s  {ep['time']:.1f}s")
+        return metrics
+
+    def _evaluate_epoch(self, epoch: int, ep: dict[str, Any]) -> tuple[dict[str, float], float]:
+        """Test the model; keep the best weights and the time-to-accuracy marks. Returns ``(test, eval time)``."""
+        cfg, st = self.cfg, self.st
+        te = time.perf_counter()
+        test = evaluate(self.model, self.test_loader, precision=cfg.precision, device=self.device)
+        eval_time = time.perf_counter() - te
+        st["eval_time_s"] = float(st["eval_time_s"]) + eval_time
+        st["last_eval"] = {"epoch": epoch, **test}
+        if not math.isfinite(test["loss"]):
+            raise self._nonfinite(test["loss"], epoch, ep["steps"], self.global_step, ep["lr"], what="test loss")
+        if st["best_acc"] is None or test["acc"] > st["best_acc"]:
+            st["best_acc"], st["best_epoch"] = test["acc"], epoch
+            if cfg.checkpoint:
+                save_weights(self.files.best, self.model, model_spec=self.spec,
+                             metadata={"epoch": epoch, "test_acc": test["acc"], "model": self.model_name})
+        for t in self.thresholds:
+            if test["acc"] >= t and _thr_key(t) not in st["tta"]:
+                st["tta"][_thr_key(t)] = {"train_time_s": st["train_time_s"], "epoch": epoch}
+        return test, eval_time
+
+    def _save_checkpoint(self, epoch: int, ep: dict[str, Any]) -> None:
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise self._nonfinite(float("nan"), epoch, ep["steps"], self.global_step, ep["lr"],
+                                  what=f"parameters ({', '.join(bad[:3])})")
+        save_checkpoint(self.files.last, model=self.model, optimizer=self.optimizer, step=self.global_step,
+                        epoch=epoch, config=self.cfg.to_dict(), best_metric=self.st["best_acc"], scaler=self.scaler,
+                        extra={"trainer": self.st}, model_spec=self.spec,
+                        steps_per_epoch=int(self.st["max_steps_per_epoch"]))
+        self.ckpt_epoch = epoch
+
+    # ---------------------------------------------------------------------------------------------- NaN checks
+    def _nonfinite(self, loss: float, epoch: int, step_in_epoch: int, global_step: int, lr: float,
+                   what: str = "loss") -> NonFiniteLossError:
+        return _nonfinite_error(loss=loss, epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, lr=lr,
+                                cfg=self.cfg, ckpt=self.files.last if self.ckpt_epoch is not None else None,
+                                ckpt_epoch=self.ckpt_epoch, what=what)
+
+    def _check_buffer(self, lo: int, hi: int, epoch: int, first_global_step: int) -> None:
+        """Raise NonFiniteLossError if any of ``loss_buf[lo:hi]`` is NaN/inf (one host sync)."""
+        if hi <= lo:
+            return
+        seg = self.loss_buf[lo:hi]
+        if bool(torch.isfinite(seg).all().item()):
+            return
+        j = int((~torch.isfinite(seg)).nonzero()[0].item()) + lo  # first bad step (0-based, in epoch)
+        g = first_global_step + j
+        raise self._nonfinite(float(self.loss_buf[j].item()), epoch, j + 1, g + 1, self.schedule(g))
+
+    # ------------------------------------------------------------------------------------------------- result
+    def evaluate_if_needed(self) -> None:
+        """Evaluate once more when the last epoch reached was not evaluated: only when resuming a run whose last
+        checkpoint was not evaluated (or a finished run with fewer --epochs)."""
+        st = self.st
+        if st["last_eval"] is None or int(st["last_eval"]["epoch"]) != self.epoch_reached:
             te = time.perf_counter()
-            test = evaluate(model, test_loader, precision=cfg.precision, device=device)
+            test = evaluate(self.model, self.test_loader, precision=self.cfg.precision, device=self.device)
             st["eval_time_s"] = float(st["eval_time_s"]) + time.perf_counter() - te
-            st["last_eval"] = {"epoch": epoch_reached, **test}
-        st["wall_time_s"] = prev_wall + time.perf_counter() - wall_start
-        result: dict[str, Any] = {
+            st["last_eval"] = {"epoch": self.epoch_reached, **test}
+
+    def result(self) -> dict[str, Any]:
+        cfg, st, device = self.cfg, self.st, self.device
+        st["wall_time_s"] = self.prev_wall + time.perf_counter() - self.wall_start
+        tta = {_thr_key(t): st["tta"].get(_thr_key(t)) or {} for t in self.thresholds}
+        return {
             "config": cfg.to_dict(),
-            "model": model_name,
-            "model_class": type(model).__name__,
-            "params": params,
-            "dataset": getattr(train_set, "name", None),
-            "train_size": len(train_set),
-            "test_size": len(test_set),
-            "epochs_completed": epoch_reached,
-            "steps": global_step,
+            "config_hash": config_hash(cfg),
+            "model": self.model_name,
+            "model_class": type(self.model).__name__,
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "dataset": getattr(self.train_set, "name", None),
+            "train_size": len(self.train_set),
+            "test_size": len(self.test_set),
+            "epochs_completed": self.epoch_reached,
+            "steps": self.global_step,
             "final_test_acc": st["last_eval"]["acc"],
             "final_test_loss": st["last_eval"]["loss"],
             "final_train_loss": (st["last_train"] or {}).get("loss"),
             "final_train_acc": (st["last_train"] or {}).get("acc"),
             "best_test_acc": st["best_acc"],
             "best_epoch": st["best_epoch"],
-            "time_to_acc": {_thr_key(t): (st["tta"].get(_thr_key(t)) or {}).get("train_time_s") for t in thresholds},
-            "epochs_to_acc": {_thr_key(t): (st["tta"].get(_thr_key(t)) or {}).get("epoch") for t in thresholds},
+            "time_to_acc": {k: v.get("train_time_s") for k, v in tta.items()},
+            "epochs_to_acc": {k: v.get("epoch") for k, v in tta.items()},
             "wall_time_s": st["wall_time_s"],
             "train_time_s": st["train_time_s"],
             "eval_time_s": st["eval_time_s"],
             "img_per_s": st["images"] / st["train_time_s"] if st["train_time_s"] > 0 else None,
             "lr_peak": cfg.lr,
             "weight_decay": cfg.weight_decay,
-            "warmup_steps": warmup,
-            "total_steps": total_steps,
-            "precision": "fp32" if not amp_on else f"{str(amp_dtype).removeprefix('torch.')}"
-                                                    + ("+gradscaler" if use_scaler else "") + " autocast",
+            "warmup_steps": self.warmup,
+            "total_steps": self.total_steps,
+            "precision": "fp32" if not self.amp_on else f"{str(self.amp_dtype).removeprefix('torch.')}"
+                                                         + ("+gradscaler" if self.use_scaler else "") + " autocast",
             "device": str(device),
             "device_name": device_name(device),
             "threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
             "deterministic": cfg.deterministic,
-            "resumed_from_epoch": resumed_from,
+            "resumed_from_epoch": self.resumed_from,
             "stopped_reason": st["stopped_reason"],
-            "run_dir": str(run_dir),
+            "run_dir": str(self.files.dir),
         }
-    _atomic_write_text(result_path, json.dumps(result, indent=2, default=_json_default) + "\n")
-    return result
-
-
-def _check_buffer(loss_buf: torch.Tensor, lo: int, hi: int, epoch: int, first_global_step: int, schedule: LRSchedule,
-                  cfg: TrainConfig, ckpt: Path | None, ckpt_epoch: int | None) -> None:
-    """Raise NonFiniteLossError if any of ``loss_buf[lo:hi]`` is NaN/inf (one host sync)."""
-    if hi <= lo:
-        return
-    seg = loss_buf[lo:hi]
-    if bool(torch.isfinite(seg).all().item()):
-        return
-    j = int((~torch.isfinite(seg)).nonzero()[0].item()) + lo  # first bad step (0-based, in epoch)
-    g = first_global_step + j
-    raise _nonfinite_error(loss=float(loss_buf[j].item()), epoch=epoch, step_in_epoch=j + 1, global_step=g + 1,
-                           lr=schedule(g), cfg=cfg, ckpt=ckpt, ckpt_epoch=ckpt_epoch)

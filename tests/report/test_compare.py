@@ -1,0 +1,80 @@
+"""blockzoo compare reuses a finished run only for the same result-changing configuration: a changed budget
+(epochs, subset, --set, --model-arg) retrains into a folder of its own, and a leaderboard never mixes budgets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blockzoo.report import compare
+from blockzoo.report.compare import CompareConfig, run_compare
+from blockzoo.train import config_hash
+
+TINY = dict(data="synthetic", subset=32, epochs=1, batch_size=32, progress=False, precision="fp32",
+            channels_last=False, threads=1)
+
+
+@pytest.fixture(autouse=True)
+def no_profiling(monkeypatch):
+    """Profiling is not under test here (tests/test_compare_cli.py covers it): a fixed row keeps these fast."""
+    row = {"params": 1, "macs": 1_000_000, "latency_ms": None, "latency_iqr_ms": None, "latency_batch": 1,
+           "latency_threads": 1, "uncounted_ops": {}}
+    monkeypatch.setattr(compare, "_profile_variant", lambda *a, **k: dict(row))
+
+
+def run(out: Path, trained: list, **kw) -> dict:
+    cfg = dict(model="resnet20", vary={"attn": ["eca"]}, seeds=[0], out_dir=str(out), train=dict(TINY))
+    return run_compare(CompareConfig(**{**cfg, **kw}), on_run_end=trained.append)
+
+
+def check_only_current_runs(out: Path, trained: list) -> dict:
+    """results.json names exactly the runs of this configuration, each with its hash, and those runs' files agree."""
+    data = json.loads((out / "results.json").read_text())
+    listed = [r for v in data["variants"] for r in v["runs"]]
+    for r in listed:
+        stored = json.loads((Path(r["run_dir"]) / "result.json").read_text())
+        assert config_hash(stored["config"]) == r["config_hash"] and Path(r["run_dir"]).name.endswith(r["config_hash"])
+    if trained:
+        assert [r["config_hash"] for r in listed] == [t["config_hash"] for t in trained]
+    return data
+
+
+def test_same_settings_reuse_and_a_changed_epoch_budget_retrains(tmp_path):
+    trained: list = []
+    run(tmp_path, trained)
+    assert len(trained) == 1 and trained[0]["epochs_completed"] == 1
+    first = check_only_current_runs(tmp_path, trained)
+    trained.clear()
+    again = run(tmp_path, trained)                       # identical settings: nothing is trained
+    assert trained == [] and again["variants"][0]["test_acc"] == first["variants"][0]["test_acc"]
+
+    run(tmp_path, trained, train={**TINY, "epochs": 2})  # another budget: trained, in a folder of its own
+    assert len(trained) == 1 and trained[0]["config"]["epochs"] == 2 and trained[0]["epochs_completed"] == 2
+    data = check_only_current_runs(tmp_path, trained)
+    assert data["budget"]["epochs"] == 2
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "Budget: 2 epochs" in md and "1 epochs" not in md
+    assert len(list((tmp_path / "runs" / "attn=eca").iterdir())) == 2   # both budgets kept, side by side
+    trained.clear()
+    run(tmp_path, trained)                               # back to the first budget: its run is reused
+    assert trained == [] and check_only_current_runs(tmp_path, trained)["budget"]["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_changed_subset_set_and_model_arg_each_retrain(tmp_path):
+    trained: list = []
+    run(tmp_path, trained)
+    for change, recorded in [
+        (dict(train={**TINY, "subset": 64}), lambda r: r["config"]["subset"] == 64 and r["train_size"] == 64),
+        (dict(fixed={"act": "elu"}), lambda r: r["config"]["slots"] == {"act": "elu", "attn": "eca"}),
+        (dict(model_kwargs={"zero_init_last": False}),
+         lambda r: r["config"]["model_kwargs"] == {"zero_init_last": False}),
+    ]:
+        trained.clear()
+        run(tmp_path, trained, **change)
+        assert len(trained) == 1 and recorded(trained[0]), change
+        check_only_current_runs(tmp_path, trained)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "zero_init_last=False" in md and "act=" not in md   # the last compare's settings only
+    assert len(list((tmp_path / "runs" / "attn=eca").iterdir())) == 4
