@@ -1,18 +1,36 @@
 """The ``blockzoo`` command line: list | info | profile | train | compare | data | docs | claims.
 
-Every command has ``--help``; ``list``, ``info`` and ``profile`` take ``--json``. Heavy imports (torch) happen inside
-the commands, so ``blockzoo --help`` is instant. User errors (unknown names, incompatible slots, missing or corrupt
-data, corrupt checkpoints, NaN loss) print one clear ``error:`` line and exit with status 2 (1 for NaN loss).
+Every command has ``--help``; ``list``, ``info`` and ``profile`` take ``--json``; ``python -m blockzoo`` is the same
+command. A failure prints one line on stderr that names the problem and the fix (a traceback only with
+``BLOCKZOO_DEBUG=1``), and the exit status says what kind of failure it was:
+
+* ``0``: success; also ``list`` with a pattern that matches nothing (it says so on stderr, with close names).
+* ``2``: a user error: a bad flag or value (argparse usage errors included), an unknown name, an incompatible block,
+  missing or corrupt data or checkpoints (every :class:`~blockzoo.errors.BlockzooError`), an unwritable ``--out``, a
+  device that is not there, a file that cannot be read or written, out of memory (the line names the input and
+  batch size to lower).
+* ``1``: an internal error (``internal error: <type>: <message>``: anything else; please report it), a training
+  loss that became NaN/inf (``NonFiniteLossError``: a result of training, not a bad input), and ``docs --check``
+  finding the catalogue out of date.
+* ``130``: interrupted (Ctrl-C); ``train`` and ``compare`` print the exact command that continues.
+
+User strings (names, patterns, paths) are escaped before ``rich`` renders them.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import os
+import re
 import shlex
 import sys
 import typing
+from pathlib import Path
 from typing import Any
+
+from blockzoo.errors import BlockzooError, ConfigError
 
 EPILOG = """examples:
   blockzoo list blocks --slot attn
@@ -22,21 +40,71 @@ EPILOG = """examples:
   blockzoo profile eca --channels 256 --input 256,14,14
   blockzoo train resnet20 --data fashion-mnist --epochs 10 --set attn=eca
   blockzoo compare resnet20 --vary attn=none,se,eca --data fashion-mnist --epochs 3 --seeds 3
+  blockzoo data fetch fashion-mnist
+
+exit status: 0 ok, 2 user error (bad input: one `error:` line naming the fix), 1 internal error or NaN loss,
+130 interrupted. BLOCKZOO_DEBUG=1 shows tracebacks.
 """
 
 
-# ----------------------------------------------------------------------------------------------------- helpers
-def _console():
-    from rich.console import Console
-    return Console(stderr=False, highlight=False)
+# ------------------------------------------------------------------------------------------------ parsing values
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as a :class:`ConfigError` (one ``error:`` line, exit status 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def int_at_least(low: int) -> Any:
+    """argparse ``type=``: an integer >= ``low``."""
+    def parse(s: str) -> int:
+        try:
+            if int(s) >= low:
+                return int(s)
+        except ValueError:
+            pass
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {s!r}")
+    return parse
+
+
+def _input_size(s: str) -> tuple[int, int, int]:
+    """argparse ``type=`` of ``--input``: ``C,H,W`` (or ``CxHxW``) of positive integers."""
+    try:
+        dims = tuple(int(x) for x in s.replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W: three integers >= 1 (e.g. 3,224,224), got {s!r}")
+    return dims  # type: ignore[return-value]
+
+
+def _seeds(s: str) -> list[int]:
+    """argparse ``type=`` of ``--seeds``: ``N`` (seeds 0..N-1), a list ``0,3,7`` or a range ``LO:HI`` (HI excluded)."""
+    try:
+        if ":" in s:
+            lo, hi = s.split(":")
+            seeds = list(range(int(lo), int(hi)))
+        elif "," in s or s.strip().startswith("["):
+            seeds = [int(x) for x in s.strip().strip("[]").split(",") if x.strip()]
+        else:
+            seeds = list(range(int(s)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N (seeds 0..N-1), a list 0,1,2 or a range LO:HI, "
+                                         f"got {s!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{s!r} gives no seed; use N >= 1, a list 0,1,2 or a range LO:HI with "
+                                         f"LO < HI")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers >= 0, got {s!r}")
+    return seeds
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"error: --set expects SLOT=BLOCK (e.g. attn=eca), got {item!r}")
-        k, v = item.split("=", 1)
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip() or not v.strip():
+            raise ConfigError(f"--set expects SLOT=BLOCK (e.g. --set attn=eca), got {item!r}")
         out[k.strip()] = v.strip()
     return out
 
@@ -48,7 +116,7 @@ def _parse_model_args(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         k, sep, v = item.partition("=")
         if not sep or not k.strip().isidentifier():
-            raise SystemExit(f"error: --model-arg expects KEY=VALUE (e.g. attn_stages=(2,)), got {item!r}")
+            raise ConfigError(f"--model-arg expects KEY=VALUE (e.g. --model-arg drop_rate=0.1), got {item!r}")
         try:
             out[k.strip()] = ast.literal_eval(v.strip())
         except (ValueError, SyntaxError):
@@ -56,18 +124,112 @@ def _parse_model_args(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _parse_input(s: str) -> tuple[int, ...]:
+def _refuse_reserved(model_args: dict[str, Any], reserved: dict[str, str]) -> None:
+    """``--model-arg in_chans=3`` where the command sets ``in_chans`` itself (from ``--input``, the dataset ...)."""
+    for k, source in reserved.items():
+        if k in model_args:
+            raise ConfigError(f"--model-arg {k} cannot be given: {k} is set by {source}")
+
+
+# ------------------------------------------------------------------------------------------- checks before work
+def _check_device(device: str, *, auto: bool = True) -> None:
+    """A device flag names a device this machine has (``auto`` where allowed)."""
+    import torch
+    if auto and device == "auto":
+        return
     try:
-        dims = tuple(int(x) for x in s.replace("x", ",").split(",") if x)
-    except ValueError:
-        raise SystemExit(f"error: --input expects C,H,W (e.g. 3,224,224), got {s!r}") from None
-    if len(dims) != 3:
-        raise SystemExit(f"error: --input expects 3 numbers C,H,W (e.g. 3,224,224), got {s!r}")
-    return dims
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N"
+                          + (" or auto" if auto else "")) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ConfigError(f"--device {device}: CUDA is not available ({why}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                              f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
+def _check_writable(path: str, flag: str = "--out") -> None:
+    """``path`` (a folder, created later) can be made and written: probe the nearest existing folder above it
+    with a temporary file, so that an unwritable ``--out`` fails before any training rather than after it."""
+    import tempfile
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{flag} {path}: {probe} is a file, not a folder; choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} {path} is not writable: no file can be created in {probe} ({e.strerror}); "
+                          f"choose a folder you can write to") from None
+
+
+def _precheck_model(name: str, data: str, slots: dict[str, Any], model_args: dict[str, Any]) -> None:
+    """Build the model once on the meta device (no memory, no init cost) as training will build it, so that a bad
+    ``--set`` / ``--model-arg`` (unknown option, bad value, incompatible block) fails before the data is loaded.
+    Anything but a blockzoo error is left to the real build (a constructor may do what the meta device cannot)."""
+    import torch
+
+    from blockzoo.data.registry import get_info as dataset_info
+    from blockzoo.registry import create_model
+    _refuse_reserved(model_args, {k: f"the dataset ({data})" for k in ("in_chans", "num_classes", "img_size")})
+    info = dataset_info(data)
+    try:
+        with torch.device("meta"):
+            create_model(name, num_classes=info.num_classes, in_chans=info.in_chans, img_size=info.image_size,
+                         **{**model_args, **slots})
+    except BlockzooError:
+        raise
+    except Exception:  # not a verdict on the options: the real build reports it
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ rich output
+def _console():
+    from rich.console import Console
+    return Console(stderr=False, highlight=False)
+
+
+def _esc(value: Any) -> str:
+    """``value`` as text that rich prints literally (``resnet20[/x]`` is not markup)."""
+    from rich.markup import escape
+    return escape(str(value))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]], *, key: str | None = None):
+    from rich.table import Table
+    t = Table(title=_esc(title))
+    for c in columns:
+        t.add_column(c, style="cyan" if c == key else None, overflow="fold")
+    for r in rows:
+        t.add_row(*(_esc(v) for v in r))
+    return t
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
+
+
+def _paper_title(paper: Any) -> str | None:
+    """``Title (2020) [S003]`` for a :class:`~blockzoo.registry.Paper` (or its dict form); the inventory id, where
+    there is one, follows the title."""
+    if paper is None:
+        return None
+    p = paper if isinstance(paper, dict) else dataclasses.asdict(paper)
+    return f"{p['title']} ({p['year']})" + (f" [{p['id']}]" if p.get("id") else "")
+
+
+def _cite(p: dict[str, Any]) -> str:
+    ref = f"arXiv:{p['arxiv']}" if p.get("arxiv") else (p.get("url") or "")
+    who = f"{p['authors']}, " if p.get("authors") else ""
+    tag = f" [{p['id']}]" if p.get("id") else ""
+    return f"{who}{p['title']} ({' '.join(str(x) for x in (p.get('venue'), p['year']) if x)}) {ref}".strip() + tag
 
 
 # ----------------------------------------------------------------------------------------------------- commands
@@ -81,41 +243,42 @@ def cmd_list(a: argparse.Namespace) -> int:
     if what in ("slots",):
         out["slots"] = R.list_slots()
     if what in ("blocks", "all"):
-        out["blocks"] = [{"name": n, "slot": R.get_block_spec(n).slot, "summary": R.get_block_spec(n).summary,
-                          "paper": (R.get_block_spec(n).paper.id or R.get_block_spec(n).paper.title)
-                          if R.get_block_spec(n).paper else None}
-                         for n in R.list_blocks(slot=a.slot, pattern=pattern)]
+        specs = [R.get_block_spec(n) for n in R.list_blocks(slot=a.slot, pattern=pattern)]
+        out["blocks"] = [{"name": s.name, "slot": s.slot, "summary": s.summary, "paper": _paper_title(s.paper)}
+                         for s in specs]
     if what in ("models", "all") and a.slot is None:
-        out["models"] = [{"name": n, "family": R.get_model_spec(n).family, "summary": R.get_model_spec(n).summary,
-                          "slots": list(R.get_model_spec(n).slots)} for n in R.list_models(pattern)]
+        specs = [R.get_model_spec(n) for n in R.list_models(pattern)]
+        out["models"] = [{"name": s.name, "family": s.family, "summary": s.summary, "paper": _paper_title(s.paper),
+                          "slots": list(s.slots)} for s in specs]
+    if pattern and not any(out.get(k) for k in ("blocks", "models")):
+        print(_no_match(pattern, what, a.slot), file=sys.stderr)
     if a.json:
         _print_json(out)
         return 0
-    from rich.table import Table
-
     con = _console()
     if "slots" in out:
-        t = Table(title="slots")
-        t.add_column("slot", style="cyan")
-        t.add_column("contract")
-        for k, v in out["slots"].items():
-            t.add_row(k, v)
-        con.print(t)
-    if out.get("blocks") is not None:
-        t = Table(title=f"blocks ({len(out['blocks'])})")
-        for c in ("name", "slot", "paper", "summary"):
-            t.add_column(c, style="cyan" if c == "name" else None, overflow="fold")
-        for b in out["blocks"]:
-            t.add_row(b["name"], b["slot"], b["paper"] or "", b["summary"])
-        con.print(t)
-    if out.get("models") is not None:
-        t = Table(title=f"models ({len(out['models'])})")
-        for c in ("name", "family", "slots", "summary"):
-            t.add_column(c, style="cyan" if c == "name" else None, overflow="fold")
-        for m in out["models"]:
-            t.add_row(m["name"], m["family"], ",".join(m["slots"]), m["summary"])
-        con.print(t)
+        con.print(_table("slots", ["slot", "contract"], [list(kv) for kv in out["slots"].items()], key="slot"))
+    if out.get("blocks"):
+        con.print(_table(f"blocks ({len(out['blocks'])})", ["name", "slot", "paper", "summary"],
+                         [[b["name"], b["slot"], b["paper"] or "", b["summary"]] for b in out["blocks"]], key="name"))
+    if out.get("models"):
+        con.print(_table(f"models ({len(out['models'])})", ["name", "family", "slots", "paper", "summary"],
+                         [[m["name"], m["family"], ", ".join(m["slots"]), m["paper"] or "", m["summary"]]
+                          for m in out["models"]], key="name"))
     return 0
+
+
+def _no_match(pattern: str, what: str, slot: str | None) -> str:
+    """The line for a ``list`` pattern that matches nothing, with the closest names (difflib)."""
+    from blockzoo import registry as R
+    kinds = {"blocks": "blocks", "models": "models"}.get(what, "blocks or models")
+    names = (R.list_blocks(slot=slot) if what in ("blocks", "all") else []) + \
+        (R.list_models() if what in ("models", "all") and slot is None else [])
+    close = difflib.get_close_matches(re.sub(r"[*?\[\]]", "", pattern), names, n=5, cutoff=0.5)
+    hint = f"close names: {', '.join(close)}" if close else "no name is close"
+    wild = "" if any(c in pattern for c in "*?[") else f"; for names containing it use '*{pattern}*'"
+    return (f"no {kinds}{f' of slot {slot!r}' if slot else ''} match {pattern!r} ({hint}{wild}); "
+            f"`blockzoo list` shows all")
 
 
 def cmd_info(a: argparse.Namespace) -> int:
@@ -132,102 +295,112 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def _print_info(info: dict[str, Any]) -> None:
-    con = _console()
-    con.print(f"[bold cyan]{info['name']}[/] ({info['kind']}"
-              + (f", slot {info['slot']}" if info["kind"] == "block" else f", family {info['family']}") + ")")
-    con.print(f"  {info['summary']}")
+    lines = [f"{info['name']} ({info['kind']}"
+             + (f", slot {info['slot']}" if info["kind"] == "block" else f", family {info['family']}") + ")",
+             f"  {info['summary']}"]
     if info.get("paper"):
-        con.print(f"  paper: {info['paper']['cite']}")
+        lines.append(f"  paper: {_cite(info['paper'])}")
     if info["kind"] == "model":
-        con.print(f"  slots: {', '.join(f'{k}={v}' for k, v in info['slots'].items())}")
-        con.print(f"  paper input: {'x'.join(map(str, info['input_size']))}, classes {info['num_classes']}"
-                  + (f", paper params {info['paper_params']:,}" if info.get("paper_params") else "")
-                  + (f", paper MACs {info['paper_macs'] / 1e9:.2f} G" if info.get("paper_macs") else ""))
+        lines.append(f"  slots: {', '.join(f'{k}={v}' for k, v in info['slots'].items())}")
+        lines.append(f"  paper input: {'x'.join(map(str, info['input_size']))}, classes {info['num_classes']}"
+                     + (f", paper params {info['paper_params']:,}" if info.get("paper_params") else "")
+                     + (f", paper MACs {info['paper_macs'] / 1e9:.2f} G" if info.get("paper_macs") else ""))
     else:
         req = info["requires"]
-        con.print(f"  requires: layout {req['layout']}, min size {req['min_size']}, keeps channels "
-                  f"{req['keeps_channels']}" + (", fixed resolution" if req["fixed_resolution"] else ""))
+        lines.append(f"  requires: layout {req['layout']}, min size {req['min_size']}, keeps channels "
+                     f"{req['keeps_channels']}" + (", fixed resolution" if req["fixed_resolution"] else ""))
+    if info.get("options"):
+        lines.append(f"  options: {', '.join(f'{k}={v!r}' for k, v in info['options'].items())}")
     if info.get("notes"):
-        con.print(f"  notes: {info['notes']}")
-    from rich.markup import escape
+        lines.append(f"  notes: {info['notes']}")
     for c in info.get("claims", []):
-        con.print(escape(f"  claim [{c['status']}]: {c['text']}" + (f"  ({c['check']})" if c.get("check") else "")))
+        lines.append(f"  claim [{c['status']}]: {c['text']}" + (f"  ({c['check']})" if c.get("check") else ""))
     if info.get("usage"):
-        con.print("  usage:\n    " + info["usage"].replace("\n", "\n    "))
+        lines.append("  usage:\n    " + info["usage"].replace("\n", "\n    "))
+    con = _console()
+    con.print(f"[bold cyan]{_esc(lines[0])}[/]")
+    for line in lines[1:]:
+        con.print(_esc(line))
 
 
 def cmd_profile(a: argparse.Namespace) -> int:
-    import torch
+    from blockzoo.profile import format_report, profile_model
+    from blockzoo.registry import create_block, create_model, get_model_spec, is_block, is_model, parse_slot_value
 
-    from blockzoo.profile import format_report, profile
-    from blockzoo.registry import create_block, create_model, get_model_spec, is_block, is_model
-
-    sets = _parse_sets(a.set)
-    if is_block(a.name) and not is_model(a.name):
-        if sets:
-            raise SystemExit("error: --set applies to models; pass block options as NAME(key=value)")
-        size = _parse_input(a.input) if a.input else (a.channels or 64, 56, 56)
+    sets, model_args = _parse_sets(a.set), _parse_model_args(a.model_arg)
+    _check_device(a.device, auto=False)
+    base = parse_slot_value(a.name)[0]   # a block may carry its options: 'se(reduction=8)'
+    if is_block(base) and not is_model(base):
+        if sets or model_args:
+            raise ConfigError("--set and --model-arg apply to models; pass block options as NAME(key=value), e.g. "
+                              "blockzoo profile 'se(reduction=8)'")
+        if a.input and a.channels and a.channels != a.input[0]:
+            raise ConfigError(f"--channels {a.channels} contradicts --input {','.join(map(str, a.input))} "
+                              f"(C = {a.input[0]}); give one of them")
+        size = a.input or (a.channels or 64, 56, 56)
         model = create_block(a.name, size[0])
-        name = f"{a.name} @ {size[0]}x{size[1]}x{size[2]}"
+        name = f"{a.name} @ {'x'.join(map(str, size))}"
     else:
         spec = get_model_spec(a.name)   # clear error with suggestions for unknown names
-        size = _parse_input(a.input) if a.input else spec.input_size
-        kw: dict[str, Any] = {**_parse_model_args(a.model_arg), **sets}
-        model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, img_size=size[1:], **kw)
+        size = a.input or spec.input_size
+        _refuse_reserved(model_args, {"in_chans": "--input", "img_size": "--input", "num_classes": "--num-classes"})
+        model = create_model(a.name, in_chans=size[0], num_classes=a.num_classes, img_size=size[1:],
+                             **{**model_args, **sets})
         name = a.name + (" " + " ".join(f"{k}={v}" for k, v in sets.items()) if sets else "")
+    a.workload = (f"input {'x'.join(map(str, size))} at batch size {a.batch_size} (train step "
+                  f"{a.train_batch_size or a.batch_size})", "a smaller --batch-size / --train-batch-size or --input")
     if a.deploy:  # profile the inference form: re-parameterisable branches merged, BN folded where the block does
         from blockzoo.deploy import reparameterize
         model = reparameterize(model.eval())
         name += " (deploy form)"
     train_step = not (a.no_latency or a.no_train_step or a.deploy)
-    rep = profile(model, size, batch_size=a.batch_size, train_batch_size=a.train_batch_size,
+    rep = profile_model(model, size, batch_size=a.batch_size, train_batch_size=a.train_batch_size,
                   latency=not a.no_latency, train_step=train_step, dtype=a.dtype,
                   channels_last=a.channels_last, threads=a.threads, device=a.device, name=name)
     if a.json:
         _print_json(rep.to_dict())
     else:
-        _console().print(format_report(rep))
-    del torch
+        _console().print(format_report(dataclasses.replace(rep, model=_esc(rep.model))))
     return 0
 
 
-def _train_config_fields():
-    from blockzoo.train import TrainConfig
-    hints = typing.get_type_hints(TrainConfig)
-    return TrainConfig, [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)]
-
-
+# ------------------------------------------------------------------------------- TrainConfig fields as flags
+#: TrainConfig fields without a generated flag: the positional model, --set, --model-arg and --out stand for them.
 _SKIP_FLAGS = {"model", "slots", "model_kwargs", "tta_thresholds", "out_dir"}
+#: ... and those compare sets per run itself (it resumes and reuses runs by their configuration).
+_COMPARE_SKIP = {"seed", "resume", "overwrite"}
 
 
-def _add_model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="model constructor option other than a slot (compare: for every variant), "
-                        "e.g. --model-arg attn_stages=(2,)")
+def _train_fields(compare: bool = False) -> list[tuple[dataclasses.Field, Any]]:
+    from blockzoo.train.config import TrainConfig
+    hints = typing.get_type_hints(TrainConfig)
+    skip = _SKIP_FLAGS | (_COMPARE_SKIP if compare else set())
+    return [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig) if f.name not in skip]
 
 
 def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
-    """One flag per TrainConfig field (``foo_bar`` -> ``--foo-bar``), generated so the CLI never drifts."""
-    TrainConfig, fields = _train_config_fields()
+    """One flag per TrainConfig field (``foo_bar`` -> ``--foo-bar``), generated from the fields and their ``help`` /
+    ``choices`` metadata so that the CLI never drifts; booleans are ``--x`` / ``--no-x``. Value ranges are checked
+    by :meth:`TrainConfig.validate`."""
     g = p.add_argument_group("training recipe (TrainConfig fields)")
-    for f, tp in fields:
-        if f.name in _SKIP_FLAGS or (compare and f.name in ("seed", "resume")):
-            continue
+    for f, tp in _train_fields(compare):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        args = typing.get_args(tp)
-        base = tp if not args else next((t for t in args if t is not type(None)), str)
+        base = next((t for t in typing.get_args(tp) if t is not type(None)), tp)
+        text = f.metadata.get("help", "")
+        if "names" in f.metadata:
+            text += f": {', '.join(f.metadata['names']())}"
         if base is bool:
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default: {default})")
-        else:
-            g.add_argument(flag, type=base if base in (int, float, str) else str, default=default,
-                           help=f"(default: {default})")
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                           help=f"{text} (default: {'on' if default else 'off'})")
+            continue
+        kw: dict[str, Any] = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        g.add_argument(flag, type=base if base in (int, float, str) else str, default=default,
+                       help=text if default is None else f"{text} (default: {default})", **kw)
 
 
 def _train_kwargs(a: argparse.Namespace, *, compare: bool = False) -> dict[str, Any]:
-    _, fields = _train_config_fields()
-    return {f.name: getattr(a, f.name) for f, _ in fields
-            if f.name not in _SKIP_FLAGS and not (compare and f.name in ("seed", "resume"))}
+    return {f.name: getattr(a, f.name) for f, _ in _train_fields(compare)}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -237,67 +410,59 @@ def cmd_train(a: argparse.Namespace) -> int:
     get_model_spec(a.model)
     cfg = TrainConfig(model=a.model, slots=_parse_sets(a.set), model_kwargs=_parse_model_args(a.model_arg),
                       out_dir=a.out, **_train_kwargs(a))
+    resolved = cfg.resolved()   # validates: a bad value is one ConfigError naming the flag
+    _check_device(cfg.device)
+    a.run_dir = resolved.out_dir
+    _check_writable(a.run_dir)
+    _precheck_model(cfg.model, cfg.data, cfg.slots, cfg.model_kwargs)
+    a.workload = (f"training batch size {cfg.batch_size} (eval {resolved.eval_batch_size}) on {cfg.data}",
+                  "a smaller --batch-size / --eval-batch-size")
     con = _console()
     res = train(cfg, console=con)
     con.print(f"[bold]done[/]: final test acc {100 * res['final_test_acc']:.2f}% "
               f"(best {100 * (res['best_test_acc'] or 0):.2f}%), train time {res['train_time_s']:.1f} s, "
-              f"results in {res.get('out_dir', cfg.out_dir or '')}")
+              f"results in {_esc(a.run_dir)}")
     return 0
-
-
-def _parse_seeds(s: str) -> list[int]:
-    s = s.strip()
-    if "," in s or s.startswith("[") or ":" in s:
-        if ":" in s:
-            lo, hi = s.split(":")
-            return list(range(int(lo), int(hi)))
-        return [int(x) for x in s.strip("[]").split(",") if x.strip()]
-    n = int(s)
-    if n < 1:
-        raise SystemExit("error: --seeds needs at least 1 seed")
-    return list(range(n))
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from blockzoo.report.compare import CompareConfig, parse_vary, run_compare
+    from blockzoo.registry import get_model_spec
+    from blockzoo.report.compare import CompareConfig, expand_variants, leaderboard_rows, parse_vary, run_compare
+    from blockzoo.train import TrainConfig
 
-    vary = parse_vary(a.vary or [])
-    seeds = _parse_seeds(a.seeds)
+    get_model_spec(a.model)
+    vary, fixed, model_args = parse_vary(a.vary), _parse_sets(a.set), _parse_model_args(a.model_arg)
+    base = TrainConfig(model=a.model, **_train_kwargs(a, compare=True)).validate()
+    _check_device(base.device)
     out = a.out or f"runs/compare-{a.model}-{'-'.join(vary)}"
-    cfg = CompareConfig(model=a.model, vary=vary, fixed=_parse_sets(a.set), seeds=seeds, out_dir=out,
-                        model_kwargs=_parse_model_args(a.model_arg),
+    _check_writable(out)
+    variants = expand_variants(vary)
+    for v in variants:
+        _precheck_model(a.model, base.data, {**fixed, **v}, model_args)
+    a.run_dir = out
+    a.workload = (f"training batch size {base.batch_size} on {base.data}", "a smaller --batch-size")
+    cfg = CompareConfig(model=a.model, vary=vary, fixed=fixed, seeds=a.seeds, out_dir=out, model_kwargs=model_args,
                         train=_train_kwargs(a, compare=True), latency_batch=a.latency_batch,
-                        command="blockzoo " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
+                        command=_command(a.argv))
     con = _console()
-    n = len(seeds) * max(1, len(__import__("blockzoo.report.compare", fromlist=["x"]).expand_variants(vary)))
-    con.print(f"[bold]blockzoo compare[/] {a.model}: {n} runs = variants x seeds {seeds}; budget: {a.epochs} epochs on "
-              f"{'the full training set' if a.subset is None else f'{a.subset} training images'} of {a.data}, "
-              f"batch {a.batch_size}, {a.precision}; output in {out}")
+    budget = (f"{a.model}: {len(a.seeds) * len(variants)} runs = variants x seeds {a.seeds}; budget: {base.epochs} "
+              f"epochs on {'the full training set' if base.subset is None else f'{base.subset} training images'} "
+              f"of {base.data}, batch {base.batch_size}, {base.precision}; output in {out}")
+    con.print(f"[bold]blockzoo compare[/] {_esc(budget)}")
     res = run_compare(cfg, console=con)
-    from rich.table import Table
-
-    from blockzoo.report.compare import leaderboard_rows
     rows = leaderboard_rows(res)
     keep = [k for k in rows[0] if k in ("variant", "params", "MACs (M)", "test acc % (mean ± std)",
                                         "Δ vs baseline (pp)", "paired p") or k.startswith("latency")]
-    b = res["budget"]
-    t = Table(title=f"{res['model']} on {res['data']}: {b['epochs']} epochs, {res['train_images']} training images, "
-                    f"seeds {b['seeds']}")
     short = {"MACs (M)": "MMACs", "test acc % (mean ± std)": "test acc %", "Δ vs baseline (pp)": "Δ pp",
              "paired p": "p"}
-    for k in keep:
-        t.add_column(short.get(k, "ms bs1" if k.startswith("latency") else k), no_wrap=k == "variant")
-    for r in rows:
-        t.add_row(*(str(r[k]) for k in keep))
-    con.print(t)
-    con.print(f"[bold]wrote[/] {out}/leaderboard.md (full table and budget), leaderboard.csv, results.json, "
+    b = res["budget"]
+    con.print(_table(f"{res['model']} on {res['data']}: {b['epochs']} epochs, {res['train_images']} training "
+                     f"images, seeds {b['seeds']}",
+                     [short.get(k, "ms bs1" if k.startswith("latency") else k) for k in keep],
+                     [[r[k] for k in keep] for r in rows]))
+    con.print(f"[bold]wrote[/] {_esc(out)}/leaderboard.md (full table and budget), leaderboard.csv, results.json, "
               f"tradeoff.png")
     return 0
-
-
-def cmd_data(a: argparse.Namespace) -> int:
-    from blockzoo.data import cli as data_cli
-    return int(data_cli.main(a.rest) or 0)
 
 
 def cmd_docs(a: argparse.Namespace) -> int:
@@ -318,125 +483,183 @@ def cmd_claims(a: argparse.Namespace) -> int:
         for c in spec.claims:
             if a.status and c.status != a.status:
                 continue
-            rows.append({"name": n, "paper": spec.paper.id if spec.paper else None, "status": c.status,
-                         "claim": c.text, "check": c.check})
+            rows.append({"name": n, "paper": _paper_title(spec.paper), "status": c.status, "claim": c.text,
+                         "check": c.check})
     if a.json:
         _print_json(rows)
         return 0
-    from rich.table import Table
-    t = Table(title=f"registered claims ({len(rows)})")
-    for c in ("name", "paper", "status", "claim", "check"):
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(r["name"], r["paper"] or "", r["status"], r["claim"], r["check"] or "")
-    _console().print(t)
+    _console().print(_table(f"registered claims ({len(rows)})", ["name", "paper", "status", "claim", "check"],
+                            [[r["name"], r["paper"] or "", r["status"], r["claim"], r["check"] or ""] for r in rows]))
     return 0
 
 
 # ------------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blockzoo", description="Faithful, swappable deep-network building blocks from "
-                                "the papers, and the bench to measure them.", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from blockzoo.data import cli as data_cli
+    from blockzoo.train.config import TrainConfig
+
+    out_help = next(f for f in dataclasses.fields(TrainConfig) if f.name == "out_dir").metadata["help"]
+    positive = int_at_least(1)
+    p = _Parser(prog="blockzoo", description="Faithful, swappable deep-network building blocks from the papers, and "
+                "the bench to measure them.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"blockzoo {__import__('blockzoo').__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     s = sub.add_parser("list", help="list registered blocks, models or slots")
     s.add_argument("what", nargs="?", default="all", help="blocks | models | slots | all, or a PATTERN")
-    s.add_argument("pattern", nargs="?", default=None, help="fnmatch wildcard, e.g. '*eca*'")
+    s.add_argument("pattern", nargs="?", default=None,
+                   help="fnmatch wildcard, e.g. '*eca*' (one that matches nothing says so, with close names; "
+                        "exit status 0)")
     s.add_argument("--slot", default=None, help="only blocks of this slot (attn, norm, act, mixer, conv, head, ...)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("info", help="paper, slot, options and claims of a block or model")
-    s.add_argument("name")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("name", help="block or model name")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_info)
 
     s = sub.add_parser("profile", help="params, MACs, latency, train step, memory of a model or block")
-    s.add_argument("name", help="model or block name")
-    s.add_argument("--input", default=None, help="C,H,W (default: the model's paper input; blocks: 64,56,56)")
-    s.add_argument("--channels", type=int, default=None, help="blocks: channel count (default 64)")
+    s.add_argument("name", help="model or block name (block options inline: 'se(reduction=8)')")
+    s.add_argument("--input", type=_input_size, default=None,
+                   help="C,H,W (default: the model's paper input; blocks: 64,56,56)")
+    s.add_argument("--channels", type=positive, default=None, help="blocks: channel count (default: 64)")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="swap a slot, e.g. --set attn=eca")
     _add_model_arg(s)
-    s.add_argument("--num-classes", type=int, default=None)
-    s.add_argument("--batch-size", type=int, default=1, help="latency batch size (default 1)")
-    s.add_argument("--train-batch-size", type=int, default=None, help="train-step batch size (default: batch size)")
-    s.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    s.add_argument("--channels-last", action="store_true")
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--num-classes", type=int_at_least(0), default=None,
+                   help="classifier outputs; 0: features only (default: the model's paper setting)")
+    s.add_argument("--batch-size", type=positive, default=1, help="latency batch size (default: 1)")
+    s.add_argument("--train-batch-size", type=positive, default=None, help="train-step batch size (default: "
+                   "--batch-size)")
+    s.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="(default: fp32)")
+    s.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    s.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     s.add_argument("--deploy", action="store_true",
                    help="profile the deploy form (blockzoo.deploy.reparameterize: merged branches; no train step)")
     s.add_argument("--no-latency", action="store_true", help="count params/MACs only")
-    s.add_argument("--no-train-step", action="store_true")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--no-train-step", action="store_true", help="skip the train-step timing")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_profile)
 
-    s = sub.add_parser("train", help="train a model (checkpoints every epoch; --resume continues)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("model")
+    s = sub.add_parser("train", help="train a model (checkpoints every epoch; the same command continues a run)")
+    s.add_argument("model", help="registered model name")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="swap a slot, e.g. --set attn=eca")
-    s.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>-seed<seed>)")
+    s.add_argument("--out", default=None, help=out_help)
     _add_model_arg(s)
     _add_train_flags(s)
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("compare", help="train variants x seeds with one budget; leaderboard + plot")
-    s.add_argument("model")
+    s.add_argument("model", help="registered model name")
     s.add_argument("--vary", action="append", metavar="SLOT=V1,V2,...", required=True,
                    help="values of a slot to compare; the first is the baseline (repeat for a Cartesian product)")
     s.add_argument("--set", action="append", metavar="SLOT=BLOCK", help="fixed slot value for every variant")
     _add_model_arg(s)
-    s.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a list 0,1,2 (default 3)")
-    s.add_argument("--out", default=None, help="output directory (default runs/compare-<model>-<slots>)")
-    s.add_argument("--latency-batch", type=int, default=1)
+    s.add_argument("--seeds", type=_seeds, default="3",
+                   help="N (seeds 0..N-1), a list 0,1,2 or a range LO:HI (default: 3)")
+    s.add_argument("--out", default=None, help="output directory (default: runs/compare-<model>-<slots>)")
+    s.add_argument("--latency-batch", type=positive, default=1, help="latency batch size (default: 1)")
     _add_train_flags(s, compare=True)
     s.set_defaults(fn=cmd_compare)
 
-    s = sub.add_parser("data", help="fetch / check datasets (see `blockzoo data --help`)", add_help=False)
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(fn=cmd_data)
+    s = sub.add_parser("data", help="fetch / list / bench datasets")
+    data_cli.add_commands(s)
 
     s = sub.add_parser("docs", help="regenerate docs/catalog.md from the registry")
-    s.add_argument("--out", default="docs/catalog.md")
+    s.add_argument("--out", default="docs/catalog.md", help="(default: docs/catalog.md)")
     s.add_argument("--check", action="store_true", help="exit 1 if the file is out of date (no write)")
     s.set_defaults(fn=cmd_docs)
 
     s = sub.add_parser("claims", help="the papers' checkable claims and where blockzoo checks them")
-    s.add_argument("--status", default=None, choices=["tested", "measured", "not checked"])
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--status", default=None, choices=["tested", "measured", "not checked"], help="only this status")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_claims)
     return p
 
 
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="model constructor option other than a slot (compare: for every variant), "
+                        "e.g. --model-arg drop_rate=0.1")
+
+
+# ------------------------------------------------------------------------------------------------ failures
+def _command(argv: list[str]) -> str:
+    return "blockzoo " + shlex.join(argv)
+
+
+def _interrupted(a: argparse.Namespace | None) -> str:
+    """The Ctrl-C line; for train and compare with the exact command that continues: the same one, less
+    ``--overwrite`` (which would start over)."""
+    if a is None or getattr(a, "run_dir", None) is None:
+        return "interrupted"
+    again = _command([x for x in a.argv if x != "--overwrite"])
+    if a.cmd == "compare":
+        return f"interrupted: finished runs and the last checkpoint are kept; continue with: {again}"
+    epoch = None
+    last = Path(a.run_dir) / "last.safetensors"
+    if last.exists():
+        from blockzoo.train import read_metadata
+        try:
+            epoch = read_metadata(last).get("epoch")
+        except BlockzooError:  # unreadable: say nothing about its epoch
+            pass
+    if epoch is None:
+        return f"interrupted before the first checkpoint; start again with: {again}"
+    return f"interrupted: the last checkpoint (epoch {epoch}) is kept; continue with: {again}"
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(
+        s in str(e) for s in ("out of memory", "DefaultCPUAllocator", "Cannot allocate memory")))
+
+
+def _error_line(e: BaseException, a: argparse.Namespace | None) -> tuple[str, int]:
+    """The one line (and exit status) for an exception that ended a command."""
+    from blockzoo.train import NonFiniteLossError
+    if isinstance(e, NonFiniteLossError):
+        return f"error: {e}", 1
+    if isinstance(e, BlockzooError):
+        return f"error: {e}", 2
+    if _is_oom(e):
+        m = re.search(r"allocate (\d+ bytes|[\d.]+ ?[KMGT]i?B)", str(e))
+        workload, fix = getattr(a, "workload", ("this input", "a smaller --batch-size or input"))
+        return (f"error: out of memory{f' (tried to allocate {m.group(1)})' if m else ''} with {workload}; "
+                f"use {fix}"), 2
+    if isinstance(e, OSError) and e.strerror:
+        where = f" ({e.filename})" if e.filename else ""
+        return f"error: {e.strerror}{where}; check the path, its permissions and the free disk space", 2
+    msg = " ".join(str(e).split())
+    return (f"internal error: {type(e).__name__}: {msg} (BLOCKZOO_DEBUG=1 shows the traceback; please report "
+            f"it)"), 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    if not getattr(a, "fn", None):
-        parser.print_help()
-        return 0
+    """Run the ``blockzoo`` command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a: argparse.Namespace | None = None
     try:
+        parser = build_parser()
+        a = parser.parse_args(argv)
+        if not getattr(a, "fn", None):
+            parser.print_help()
+            return 0
+        a.argv = argv
         return a.fn(a)
     except BrokenPipeError:  # `blockzoo list | head`
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("interrupted: finished runs and the last checkpoint are kept; re-run the same command to resume",
-              file=sys.stderr)
+        print(_interrupted(a), file=sys.stderr)
         return 130
-    except Exception as e:  # user-facing errors: one clear line, no traceback (BLOCKZOO_DEBUG=1 shows it)
-        import os
-
-        from blockzoo.registry import BlockzooError
+    except Exception as e:  # every failure ends as one line and an exit status
         if os.environ.get("BLOCKZOO_DEBUG"):
-            raise
-        names = {"DataError", "CheckpointError", "NonFiniteLossError", "IncompatibleBlockError", "UnknownNameError"}
-        if isinstance(e, (BlockzooError, ValueError)) or type(e).__name__ in names:
-            print(f"error: {e}", file=sys.stderr)
-            return 1 if type(e).__name__ == "NonFiniteLossError" else 2
-        raise
+            import traceback
+            traceback.print_exc()
+        line, status = _error_line(e, a)
+        print(line, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``python -m blockzoo.data fetch fashion-mnist`` (see :mod:`blockzoo.data.cli`)."""
+"""``python -m blockzoo.data fetch fashion-mnist`` = ``blockzoo data fetch fashion-mnist`` (see
+:mod:`blockzoo.data.cli`)."""
 
 import sys
 

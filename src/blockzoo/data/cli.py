@@ -1,8 +1,8 @@
-"""Command line of :mod:`blockzoo.data` (``python -m blockzoo.data ...``; ``blockzoo data ...`` may delegate to
-:func:`main`).
+"""The ``data`` commands of the command line: ``blockzoo data ...`` and ``python -m blockzoo.data ...`` (the same
+parser, error handling and exit codes as :mod:`blockzoo.cli`).
 
 * ``fetch NAME [--data-dir D]``: make the files available (apt / download / clear instructions), verify them, print
-  the folder that holds them. Exit status 1 with the error message on stderr if that fails.
+  the folder that holds them. If that fails: the error and what to do on stderr, exit status 2.
 * ``list``: registered datasets and where their files are (or that they are absent).
 * ``bench NAME``: loader throughput (img/s) with augmentation, on one thread by default.
 """
@@ -15,13 +15,16 @@ import time
 
 import torch
 
+from blockzoo.cli import int_at_least
+from blockzoo.cli import main as cli_main
+
 from .core import DataError
 from .datasets import load_dataset
 from .fetch import ensure_dataset, find_data_dir
 from .loader import Loader
 from .registry import DATASETS
 
-__all__ = ["main", "build_parser", "bench_loader"]
+__all__ = ["main", "add_commands", "bench_loader"]
 
 
 def bench_loader(name: str, *, batch_size: int = 128, epochs: int = 2, augment: bool = True, threads: int | None = 1,
@@ -48,57 +51,63 @@ def bench_loader(name: str, *, batch_size: int = 128, epochs: int = 2, augment: 
                 crop_padding=loader.crop_padding, flip=loader.flip)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m blockzoo.data", description="blockzoo datasets")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def cmd_fetch(a: argparse.Namespace) -> int:
+    names = [n for n in DATASETS if n != "synthetic"] if a.name == "all" else [a.name]
+    if len(names) == 1:  # a failure is the command's error (one message, exit status 2)
+        print(ensure_dataset(names[0], a.data_dir, verify=not a.no_verify, download=not a.no_download))
+        return 0
+    status = 0
+    for name in names:  # `fetch all`: report each failure and go on with the others
+        try:
+            path = ensure_dataset(name, a.data_dir, verify=not a.no_verify, download=not a.no_download)
+        except DataError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{name}\t{path}")
+    return status
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    for name, info in DATASETS.items():
+        where = "generated in memory" if info.kind == "synthetic" else (find_data_dir(name) or "absent")
+        print(f"{name:14s} {info.title:50s} {where}")
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    r = bench_loader(a.name, batch_size=a.batch_size, epochs=a.epochs, augment=not a.no_augment, threads=a.threads,
+                     data_dir=a.data_dir, device=a.device)
+    print(f"{r['dataset']}: {r['images']} images in {r['seconds']:.2f} s = {r['img_per_s']:,.0f} img/s "
+          f"(batch {r['batch_size']}, augment={r['augment']}, crop_padding={r['crop_padding']}, flip={r['flip']}, "
+          f"threads={r['threads']}, device={r['device']}; load {r['load_seconds']:.2f} s)")
+    return 0
+
+
+def add_commands(p: argparse.ArgumentParser) -> None:
+    """Add ``fetch`` / ``list`` / ``bench`` to ``p`` (each sets ``fn``, the function that runs it)."""
+    positive_int = int_at_least(1)
+    sub = p.add_subparsers(dest="data_cmd", metavar="COMMAND", required=True)
     f = sub.add_parser("fetch", help="make a dataset's files available and verify them; prints their folder")
-    f.add_argument("name", choices=sorted(DATASETS) + ["all"], metavar="NAME")
+    f.add_argument("name", choices=sorted(DATASETS) + ["all"], metavar="NAME",
+                   help=f"{', '.join(sorted(DATASETS))} or all")
     f.add_argument("--data-dir", default=None, help="folder (or root holding <name>/) to use instead of the defaults")
     f.add_argument("--no-verify", action="store_true", help="skip the checksum/structure verification")
     f.add_argument("--no-download", action="store_true", help="never install or download, only look")
-    sub.add_parser("list", help="registered datasets and where their files are")
+    f.set_defaults(fn=cmd_fetch)
+    s = sub.add_parser("list", help="registered datasets and where their files are")
+    s.set_defaults(fn=cmd_list)
     b = sub.add_parser("bench", help="loader throughput with augmentation (img/s)")
-    b.add_argument("name", nargs="?", default="fashion-mnist")
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--epochs", type=int, default=2)
-    b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--no-augment", action="store_true")
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--data-dir", default=None)
-    return p
+    b.add_argument("name", nargs="?", default="fashion-mnist", help="dataset (default: fashion-mnist)")
+    b.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
+    b.add_argument("--epochs", type=positive_int, default=2, help="passes over the training set (default: 2)")
+    b.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: 1)")
+    b.add_argument("--no-augment", action="store_true", help="no random crop + flip")
+    b.add_argument("--device", default="cpu", help="device the batches go to (default: cpu)")
+    b.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    b.set_defaults(fn=cmd_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.cmd == "fetch":
-            names = [n for n in DATASETS if n != "synthetic"] if args.name == "all" else [args.name]
-            status = 0
-            for name in names:
-                try:
-                    path = ensure_dataset(name, args.data_dir, verify=not args.no_verify,
-                                          download=not args.no_download)
-                except DataError as e:
-                    if args.name != "all":
-                        raise
-                    print(f"{name}: {e}", file=sys.stderr)
-                    status = 1
-                    continue
-                print(path if len(names) == 1 else f"{name}\t{path}")
-            return status
-        if args.cmd == "list":
-            for name, info in DATASETS.items():
-                where = "generated in memory" if info.kind == "synthetic" else (find_data_dir(name) or "absent")
-                print(f"{name:14s} {info.title:50s} {where}")
-            return 0
-        if args.cmd == "bench":
-            r = bench_loader(args.name, batch_size=args.batch_size, epochs=args.epochs, augment=not args.no_augment,
-                             threads=args.threads, data_dir=args.data_dir, device=args.device)
-            print(f"{r['dataset']}: {r['images']} images in {r['seconds']:.2f} s = {r['img_per_s']:,.0f} img/s "
-                  f"(batch {r['batch_size']}, augment={r['augment']}, crop_padding={r['crop_padding']}, "
-                  f"flip={r['flip']}, threads={r['threads']}, device={r['device']}; load {r['load_seconds']:.2f} s)")
-            return 0
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 2
+    """``python -m blockzoo.data ARGS`` = ``blockzoo data ARGS``."""
+    return cli_main(["data", *(sys.argv[1:] if argv is None else argv)])

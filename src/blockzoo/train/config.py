@@ -1,8 +1,9 @@
 """Training configuration: one flat dataclass whose fields map 1:1 to ``blockzoo train`` CLI flags.
 
-Field ``foo_bar`` is flag ``--foo-bar``; booleans are on/off switches; ``None`` means "pick the documented default
-for the chosen optimizer / device". :meth:`TrainConfig.resolved` returns a copy with every ``None`` filled in, which
-is what the trainer records in ``result.json`` and in checkpoints.
+Field ``foo_bar`` is flag ``--foo-bar``; booleans are ``--x`` / ``--no-x`` switches; ``None`` means "pick the
+documented default for the chosen optimizer / device". Each field's description is its ``help`` metadata (the one
+source of ``blockzoo train --help``); fields with fixed values list them as ``choices``. :meth:`TrainConfig.resolved`
+returns a copy with every ``None`` filled in, which is what the trainer records in ``result.json`` and in checkpoints.
 
 Defaults are tuned for ResNet-20 on Fashion-MNIST on a small CPU: one-cycle SGD with Nesterov momentum, label
 smoothing 0.1, bf16 autocast and channels-last (the fast path on CPUs with bf16 support).
@@ -10,8 +11,14 @@ smoothing 0.1, bf16 autocast and channels-last (the fast path on CPUs with bf16 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from blockzoo.checks import check_choice, check_int, check_positive
+from blockzoo.errors import ConfigError
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "DEFAULT_TTA_THRESHOLDS"]
 
@@ -27,133 +34,114 @@ SGD_WEIGHT_DECAY = 5e-4
 ADAMW_WEIGHT_DECAY = 0.05
 
 
+def _dataset_names() -> list[str]:
+    from blockzoo.data.registry import DATASETS
+    return sorted(DATASETS)
+
+
+def _opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+         **metadata: Any) -> Any:
+    """A field with its description (``help``) and, where the values are fixed, its ``choices`` as metadata;
+    ``names`` (a callable) lists the usual values in the help without restricting them."""
+    return field(default=default, default_factory=factory, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (see module docstring for the flag mapping).
+    """Everything that defines a training run. Each field is described by its ``help`` metadata (shown by
+    ``blockzoo train --help``; see the module docstring for the flag mapping).
 
-    Model
-        ``model``: registered model name; ``slots``: slot overrides (``{"attn": "eca"}``, flag ``--set``);
-        ``model_kwargs``: other constructor options (``{"attn_stages": (2,)}``, flag ``--model-arg``).
-    Optimisation
-        ``optimizer``: ``sgd`` (momentum ``momentum``, Nesterov if ``nesterov``) or ``adamw`` (betas 0.9/0.999).
-        ``lr``: peak learning rate. ``None`` -> SGD: ``0.1 * batch_size / 128`` (linear scaling rule);
-        AdamW: ``2e-3``. ``weight_decay``: ``None`` -> SGD ``5e-4``, AdamW ``0.05`` (decoupled). Weight decay is
-        *not* applied to biases and other 1-D parameters (norm scales/shifts) unless ``wd_norm_bias`` is set.
-        ``clip_grad_norm``: clip the global gradient L2 norm to this value (``None``: no clipping).
-    Schedule (per optimizer step, computed from the global step, so a resumed run follows the same curve)
-        ``schedule``: ``onecycle`` (linear warm-up to the peak, then linear decay to 0), ``cosine`` (linear
-        warm-up, then cosine decay to 0) or ``constant`` (linear warm-up, then flat). ``warmup_epochs`` may be
-        fractional; it is capped at half of the run so that short runs still anneal.
-    Loss / data
-        ``label_smoothing`` (train loss only; the reported test loss is plain cross-entropy), ``augment``
-        (random crop + flip as implemented by :class:`blockzoo.data.Loader`), ``subset`` (use only this many
-        training images), ``eval_batch_size`` (``None`` -> ``2 * batch_size``).
-    Speed / numerics
-        ``precision``: ``bf16`` (bf16 autocast; default), ``fp32``, ``fp16`` (fp16 autocast + GradScaler) or
-        ``amp`` (the device's usual mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU).
-        ``channels_last``: NHWC memory format for model and batches. ``threads``: ``torch.set_num_threads`` for
-        the run (restored afterwards; ``None`` leaves it alone). ``device``: ``auto`` (CUDA if available, else
-        CPU) or any torch device string.
-    Reproducibility
-        ``seed`` seeds torch/numpy/random and the data order. ``deterministic`` turns on
-        ``torch.use_deterministic_algorithms`` and cuDNN determinism for the run (restored afterwards); on CPU a
-        resumed deterministic run is bit-identical to an uninterrupted one with the same thread count (results
-        depend on the number of threads). On GPU it is best effort: ops without a deterministic kernel warn.
-        A model passed to :func:`~blockzoo.train.train` ready-made is initialised by the caller, not by ``seed``.
-    Outputs
-        ``out_dir``: run directory (``None`` -> ``runs/<model>-<data>-seed<seed>``) holding ``metrics.jsonl``,
-        ``result.json``, ``last.safetensors`` and ``best.safetensors``. ``checkpoint``: write checkpoints every
-        epoch. ``resume``: continue from ``<out_dir>/last.safetensors`` if it exists (else start fresh).
-        ``overwrite``: replace a run already in ``out_dir`` (without it, a folder holding a run with other settings
-        is refused; one with the same settings is continued).
-        ``eval_every``: evaluate on the test set every N epochs (and always after the last one). ``progress``:
-        show a rich progress bar. ``max_train_time_s``: stop once this much training time (eval excluded) has
-        been spent, evaluate, and finish. ``tta_thresholds``: test accuracies for the time-to-accuracy report.
+    The LR schedule is computed per optimizer step from the global step, so a resumed run follows the same curve.
+    A model passed to :func:`~blockzoo.train.train` ready-made is initialised by the caller, not by ``seed``.
     """
 
-    model: str = "resnet20"
-    slots: dict[str, Any] = field(default_factory=dict)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    subset: int | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int | None = None
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float | None = None
-    wd_norm_bias: bool = False
-    clip_grad_norm: float | None = None
-    schedule: str = "onecycle"
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    precision: str = "bf16"
-    channels_last: bool = True
-    augment: bool = True
-    seed: int = 0
-    deterministic: bool = False
-    threads: int | None = None
-    device: str = "auto"
-    out_dir: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    checkpoint: bool = True
-    eval_every: int = 1
-    progress: bool = True
-    max_train_time_s: float | None = None
-    tta_thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_TTA_THRESHOLDS))
+    model: str = _opt("resnet20", "registered model name")
+    slots: dict[str, Any] = _opt(help="slot overrides, e.g. {'attn': 'eca'} (flag --set SLOT=BLOCK)", factory=dict)
+    model_kwargs: dict[str, Any] = _opt(help="other constructor options, e.g. {'drop_rate': 0.1} "
+                                             "(flag --model-arg KEY=VALUE)", factory=dict)
+    data: str = _opt("fashion-mnist", "dataset", names=_dataset_names)
+    data_dir: str | None = _opt(None, "folder holding the dataset files (default: $BLOCKZOO_DATA or the standard "
+                                      "locations; see `blockzoo data fetch`)")
+    subset: int | None = _opt(None, "train on only this many training images (default: all)")
+    epochs: int = _opt(10, "training epochs")
+    batch_size: int = _opt(128, "training batch size")
+    eval_batch_size: int | None = _opt(None, "test batch size (default: 2 x --batch-size)")
+    optimizer: str = _opt("sgd", "sgd (momentum --momentum, Nesterov if --nesterov) or adamw (betas 0.9/0.999, "
+                                 "decoupled weight decay)", choices=OPTIMIZERS)
+    lr: float | None = _opt(None, "peak learning rate (default: sgd 0.1 x batch size / 128, the linear scaling "
+                                  "rule; adamw 2e-3)")
+    momentum: float = _opt(0.9, "SGD momentum, in [0, 1)")
+    nesterov: bool = _opt(True, "Nesterov momentum (sgd)")
+    weight_decay: float | None = _opt(None, "weight decay (default: sgd 5e-4, adamw 0.05); not applied to biases "
+                                            "and other 1-D parameters unless --wd-norm-bias")
+    wd_norm_bias: bool = _opt(False, "apply weight decay to biases and norm scales/shifts too")
+    clip_grad_norm: float | None = _opt(None, "clip the global gradient L2 norm to this value (default: no "
+                                              "clipping)")
+    schedule: str = _opt("onecycle", "LR schedule after the linear warm-up: onecycle (linear decay to 0), cosine "
+                                     "(cosine decay to 0) or constant", choices=SCHEDULES)
+    warmup_epochs: float = _opt(1.0, "linear warm-up in epochs (may be fractional; capped at half of the run so "
+                                     "that short runs still anneal)")
+    label_smoothing: float = _opt(0.1, "label smoothing of the training loss, in [0, 1) (the reported test loss is "
+                                       "plain cross-entropy)")
+    precision: str = _opt("bf16", "bf16 autocast, fp32, fp16 autocast + GradScaler, or amp (the device's usual "
+                                  "mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU)", choices=PRECISIONS)
+    channels_last: bool = _opt(True, "NHWC memory format for the model and the batches")
+    augment: bool = _opt(True, "random crop + flip (as implemented by blockzoo.data.Loader)")
+    seed: int = _opt(0, "seeds torch, numpy, random and the data order")
+    deterministic: bool = _opt(False, "deterministic algorithms and cuDNN for the run: on CPU a resumed run is "
+                                      "bit-identical to an uninterrupted one with the same thread count; best "
+                                      "effort on GPU")
+    threads: int | None = _opt(None, "torch.set_num_threads for the run, restored afterwards (default: leave it)")
+    device: str = _opt("auto", "auto (CUDA if available, else CPU) or a torch device: cpu, cuda, cuda:1")
+    out_dir: str | None = _opt(None, "run directory for metrics.jsonl, result.json, last.safetensors and "
+                                     "best.safetensors (default: runs/<model>-<data>-seed<seed>)")
+    resume: bool = _opt(False, "continue from <run dir>/last.safetensors if it exists")
+    overwrite: bool = _opt(False, "replace a run already in the run directory (without it, a run with other "
+                                  "settings is refused and one with the same settings is continued)")
+    checkpoint: bool = _opt(True, "write last.safetensors and best.safetensors every epoch")
+    eval_every: int = _opt(1, "evaluate on the test set every N epochs (and always after the last one)")
+    progress: bool = _opt(True, "show a progress bar")
+    max_train_time_s: float | None = _opt(None, "stop once this many seconds of training (eval excluded) are "
+                                                "spent, evaluate and finish (default: no limit)")
+    tta_thresholds: list[float] = _opt(help="test accuracies for the time-to-accuracy report",
+                                       factory=lambda: list(DEFAULT_TTA_THRESHOLDS))
 
     # ------------------------------------------------------------------------------------------------------ helpers
-    def validate(self) -> "TrainConfig":
-        """Raise ``ValueError`` (naming the flag and the accepted values) for an invalid setting; returns self."""
-        def bad(flag: str, value: Any, want: str) -> ValueError:
-            return ValueError(f"invalid --{flag.replace('_', '-')} {value!r}: expected {want}")
-
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", self.optimizer, " or ".join(OPTIMIZERS))
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", self.schedule, " | ".join(SCHEDULES))
-        if self.precision not in PRECISIONS:
-            raise bad("precision", self.precision, " | ".join(PRECISIONS))
-        if int(self.epochs) < 1:
-            raise bad("epochs", self.epochs, "an integer >= 1")
-        if int(self.batch_size) < 1:
-            raise bad("batch_size", self.batch_size, "an integer >= 1")
-        if self.eval_batch_size is not None and int(self.eval_batch_size) < 1:
-            raise bad("eval_batch_size", self.eval_batch_size, "an integer >= 1")
-        if self.lr is not None and not self.lr > 0:
-            raise bad("lr", self.lr, "a positive number")
-        if self.weight_decay is not None and not self.weight_decay >= 0:
-            raise bad("weight_decay", self.weight_decay, "a number >= 0")
-        if not 0 <= self.momentum < 1:
-            raise bad("momentum", self.momentum, "a number in [0, 1)")
-        if not 0 <= self.label_smoothing < 1:
-            raise bad("label_smoothing", self.label_smoothing, "a number in [0, 1)")
-        if not self.warmup_epochs >= 0:
-            raise bad("warmup_epochs", self.warmup_epochs, "a number >= 0")
-        if int(self.eval_every) < 1:
-            raise bad("eval_every", self.eval_every, "an integer >= 1")
-        if self.threads is not None and int(self.threads) < 1:
-            raise bad("threads", self.threads, "an integer >= 1")
-        if self.subset is not None and int(self.subset) < 1:
-            raise bad("subset", self.subset, "an integer >= 1")
-        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise bad("clip_grad_norm", self.clip_grad_norm, "a positive number")
-        if self.max_train_time_s is not None and not self.max_train_time_s > 0:
-            raise bad("max_train_time_s", self.max_train_time_s, "a positive number of seconds")
-        if not isinstance(self.slots, dict):
-            raise bad("slots", self.slots, "a dict of slot=block overrides")
-        if not isinstance(self.model_kwargs, dict):
-            raise bad("model_kwargs", self.model_kwargs, "a dict of model constructor options")
+    def validate(self) -> TrainConfig:
+        """Raise :class:`~blockzoo.errors.ConfigError` (a ``ValueError``) naming the flag and the accepted values
+        for a setting of the wrong type or out of range (numbers must be finite); returns self."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, hints[f.name]):
+                raise ConfigError(f"{_flag(f.name)} must be {_type_words(hints[f.name])}, got {value!r}")
+            if "choices" in f.metadata:
+                check_choice(value, _flag(f.name), f.metadata["choices"])
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "threads", "subset"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), _flag(name), min_value=1)
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+        for name in ("lr", "clip_grad_norm", "max_train_time_s"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), _flag(name))
+        for name in ("weight_decay", "warmup_epochs"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), _flag(name), allow_zero=True)
+        for name in ("momentum", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{_flag(name)} must be a number in [0, 1), got {getattr(self, name)!r}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: pass --resume to continue the run in "
+                              "the run directory or --overwrite to replace it, not both")
+        if not self.model:
+            raise ConfigError("the model name is empty; pass a registered model name (see `blockzoo list models`)")
         for t in self.tta_thresholds:
-            if not 0 < float(t) <= 1:
-                raise bad("tta_thresholds", self.tta_thresholds, "accuracies in (0, 1]")
+            if not _has_type(t, float) or not 0 < t <= 1:
+                raise ConfigError(f"--tta-thresholds must be accuracies in (0, 1], got {self.tta_thresholds!r}")
         return self
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A validated copy with the optimizer-dependent ``None`` defaults (lr, weight decay, eval batch, out dir)
         filled in. Device and precision stay symbolic; the trainer records the effective ones separately."""
         self.validate()
@@ -174,10 +162,41 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`~blockzoo.errors.ConfigError` naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
+            raise ConfigError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**d)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a dict",
+               list: "a list of numbers"}
+
+
+def _has_type(value: Any, tp: Any) -> bool:
+    """``value`` fits the field annotation ``tp`` (``int | None``, ``float``, ``dict[str, Any]`` ...); bools are not
+    integers or numbers, integers are numbers."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_has_type(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if typing.get_origin(tp) is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, typing.get_origin(tp) or tp)
+
+
+def _type_words(tp: Any) -> str:
+    members = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    return " or ".join(_TYPE_WORDS[typing.get_origin(t) or t] for t in members if t is not type(None))
