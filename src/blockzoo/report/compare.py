@@ -33,7 +33,8 @@ from typing import Any
 from rich.markup import escape
 
 from blockzoo.env import machine
-from blockzoo.registry import BlockzooError, create_model, get_model_spec, parse_slot_value
+from blockzoo.errors import ConfigError
+from blockzoo.registry import create_model, get_model_spec, parse_slot_value
 from blockzoo.report.stats import mean_std, paired_ttest
 
 __all__ = ["CompareConfig", "parse_vary", "expand_variants", "variant_label", "run_compare", "write_reports"]
@@ -77,11 +78,11 @@ def parse_vary(items: list[str]) -> dict[str, list[str]]:
     vary: dict[str, list[str]] = {}
     for item in items:
         if "=" not in item:
-            raise BlockzooError(f"--vary expects SLOT=v1,v2,... (e.g. attn=none,se,eca), got {item!r}")
+            raise ConfigError(f"--vary expects SLOT=v1,v2,... (e.g. attn=none,se,eca), got {item!r}")
         slot, vals = item.split("=", 1)
         values = _split_top(vals)
         if not values:
-            raise BlockzooError(f"--vary {item!r} lists no values")
+            raise ConfigError(f"--vary {item!r} lists no values")
         vary[slot.strip()] = values
     return vary
 
@@ -134,10 +135,10 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     spec = get_model_spec(cfg.model)
     for slot in list(cfg.vary) + list(cfg.fixed):
         if slot not in spec.slots:
-            raise BlockzooError(f"model {cfg.model!r} has no {slot!r} slot; its slots are: {', '.join(spec.slots)}")
+            raise ConfigError(f"model {cfg.model!r} has no {slot!r} slot; its slots are: {', '.join(spec.slots)}")
     variants = expand_variants(cfg.vary)
     if not variants:
-        raise BlockzooError("nothing to compare: give at least one --vary SLOT=v1,v2")
+        raise ConfigError("nothing to compare: give at least one --vary SLOT=v1,v2")
     # Validate every variant's slot values before spending any training time.
     for v in variants:
         for val in {**cfg.fixed, **v}.values():

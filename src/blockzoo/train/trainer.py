@@ -98,7 +98,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu (or auto)")
+        raise ConfigError(f"--device {device} requested but CUDA is not available; use --device cpu (or auto)")
     return dev
 
 
@@ -110,11 +110,11 @@ def amp_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtyp
         precision = "fp16" if device.type == "cuda" else "bf16"
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("this GPU does not support bf16; use --precision amp (fp16 + GradScaler) or fp32")
+            raise ConfigError("this GPU does not support bf16; use --precision amp (fp16 + GradScaler) or fp32")
         return True, torch.bfloat16, False
     if precision == "fp16":
         return True, torch.float16, True
-    raise ValueError(f"unknown precision {precision!r}; expected bf16, fp32, fp16 or amp")
+    raise ConfigError(f"unknown precision {precision!r}; expected bf16, fp32, fp16 or amp")
 
 
 def _autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -139,13 +139,13 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     if not groups:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        raise ConfigError(f"{type(model).__name__} has no trainable parameters")
     lr = float(cfg.lr)  # type: ignore[arg-type]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected sgd or adamw")
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; expected sgd or adamw")
 
 
 @contextlib.contextmanager
@@ -397,11 +397,9 @@ def _stored_config(files: _RunFiles) -> dict[str, Any]:
 
 def _plan_run(cfg: TrainConfig, files: _RunFiles) -> str:
     """What to do with the run folder: ``"fresh"`` (start over), ``"resume"`` (continue its checkpoint) or
-    ``"report"`` (a finished run without checkpoint: return its result.json). Reads files, never changes one:
+    ``"report"`` (a finished run without checkpoint: return its result.json); ``cfg`` is validated, so --resume and
+    --overwrite are not both set. Reads files, never changes one:
     a folder holding a run with other settings is refused here, before anything is touched."""
-    if cfg.resume and cfg.overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other: pass --resume to continue the run in "
-                          f"{str(files.dir)!r} or --overwrite to replace it, not both.")
     has_ckpt, has_result = files.last.exists(), files.result.exists()
     if cfg.overwrite or not (has_ckpt or has_result):
         return "fresh"
@@ -525,7 +523,7 @@ class _Run:
                                   seed=cfg.seed, device=device, channels_last=cfg.channels_last)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch < 1:
-            raise ValueError(f"the training set ({len(train_set)} images) gives no full batch of {cfg.batch_size}; "
+            raise ConfigError(f"the training set ({len(train_set)} images) gives no full batch of {cfg.batch_size}; "
                              f"lower --batch-size")
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.warmup = warmup_steps_for(cfg.warmup_epochs, self.steps_per_epoch, self.total_steps)
