@@ -148,3 +148,14 @@ def test_block_in_backbone(model, slot, block):
     y = m(x)
     assert y.shape == (2, 7) and torch.isfinite(y).all()
     y.sum().backward()
+
+
+def test_every_paper_record_is_in_papers_py():
+    """Blocks and models cite the records of ``blockzoo.papers`` (one place for every bibliographic record)."""
+    from blockzoo import papers
+    from blockzoo.registry import Paper
+
+    records = {v for v in vars(papers).values() if isinstance(v, Paper)}
+    specs = [get_block_spec(n) for n in list_blocks()] + [get_model_spec(n) for n in list_models()]
+    stray = sorted({s.name for s in specs if s.paper is not None and s.paper not in records})
+    assert not stray, f"these entries cite a Paper record that is not in blockzoo/papers.py: {stray}"

@@ -2,7 +2,7 @@
 
 ``id`` is the inventory id in ``shared/reference/papers.md`` (S001..S109); baselines the inventory does not list
 (ResNet, SENet, CBAM, non-local, BatchNorm ...) have ``id=None``. Block and model files cite these records in the
-registry; add a record here when a second file needs the same paper.
+registry; every record lives here (never in a block or model file).
 """
 from __future__ import annotations
 
@@ -57,3 +57,18 @@ HORNET = Paper("HorNet: Efficient High-Order Spatial Interactions with Recursive
 UNIREPLKNET = Paper("UniRepLKNet: A Universal Perception Large-Kernel ConvNet for Audio, Video, Point Cloud, "
                     "Time-Series and Image Recognition", 2024, "CVPR", "2311.15599", id="S084",
                     url="https://github.com/AILab-CVC/UniRepLKNet", authors="Ding et al.")
+POOLFORMER = Paper("MetaFormer Is Actually What You Need for Vision", 2022, "CVPR", "2111.11418",
+                   url="https://github.com/sail-sg/poolformer", authors="Yu et al.")
+PFLAYER = Paper("Learning Features with Parameter-Free Layers", 2022, "ICLR", "2202.02777", id="S008",
+                url="https://github.com/naver-ai/PfLayer", authors="Han et al.")
+LSNET = Paper("LSNet: See Large, Focus Small", 2025, "CVPR", "2503.23135", id="S006",
+              url="https://github.com/THU-MIG/lsnet", authors="Wang et al.")
+AFFNET = Paper("Adaptive Frequency Filters As Efficient Global Token Mixers", 2023, "ICCV", "2307.14008", id="S055",
+               url="https://github.com/microsoft/TokenMixers", authors="Huang et al.")
+SPARTAN = Paper("SpaRTAN: Spatial Reinforcement Token-based Aggregation Network for Visual Recognition", 2025, "IJCNN",
+                "2507.10999", id="S024", url="https://github.com/henry-pay/SpaRTAN",
+                authors="Pay, Baskaran, Loo, Wong & See")
+FFNET = Paper("MetaMixer Is All You Need", 2024, "arXiv", "2406.02021", id="S040",
+              url="https://github.com/ysj9909/FFNet", authors="Yun et al.")
+AIRBENCH = Paper("94% on CIFAR-10 in 3.29 Seconds on a Single GPU", 2024, "arXiv", "2404.00498",
+                 url="https://github.com/KellerJordan/cifar10-airbench", authors="Jordan")

@@ -18,19 +18,29 @@ A slot value may be a registered name (``"eca"``), a name with keyword arguments
 """
 from __future__ import annotations
 
-import re
-
 import ast
+import collections.abc
 import difflib
 import fnmatch
+import functools
 import importlib
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch.nn as nn
 
+from blockzoo.checks import check_input, check_int, check_positive
 from blockzoo.errors import (  # noqa: F401  (re-exported: registry.BlockzooError etc. stay valid)
-    BlockzooError, ConfigError, IncompatibleBlockError, InputShapeError, UnknownNameError,
+    BlockzooError,
+    ConfigError,
+    IncompatibleBlockError,
+    InputShapeError,
+    UnknownNameError,
 )
 
 __all__ = [
@@ -38,6 +48,7 @@ __all__ = [
     "BlockzooError", "ConfigError", "UnknownNameError", "IncompatibleBlockError", "InputShapeError",
     "register_block", "register_model", "create_block", "create_model", "build_slot", "parse_slot_value",
     "list_blocks", "list_models", "list_slots", "get_block_spec", "get_model_spec", "get_info", "is_block", "is_model",
+    "block_options", "model_options",
 ]
 
 
@@ -59,7 +70,8 @@ class Paper:
     def cite(self) -> str:
         ref = f"arXiv:{self.arxiv}" if self.arxiv else (self.url or "")
         tag = f"[{self.id}] " if self.id else ""
-        return f"{tag}{self.authors + ', ' if self.authors else ''}{self.title} ({self.venue} {self.year}) {ref}".strip()
+        who = f"{self.authors}, " if self.authors else ""
+        return f"{tag}{who}{self.title} ({self.venue} {self.year}) {ref}".strip()
 
 
 @dataclass(frozen=True)
@@ -297,13 +309,15 @@ def get_info(name: str, kind: str | None = None) -> dict[str, Any]:
         return {
             "kind": "block", "name": s.name, "slot": s.slot, "family": s.family, "summary": s.summary,
             "paper": _paper_dict(s.paper), "claims": [asdict(c) for c in s.claims], "requires": asdict(s.requires),
-            "defaults": s.defaults, "notes": s.notes, "usage": s.usage or _default_usage(s),
+            "options": _jsonable(block_options(name)), "defaults": s.defaults, "notes": s.notes,
+            "usage": s.usage or _default_usage(s),
         }
     if name in _MODELS and kind != "block":
         m = _MODELS[name]
         return {
             "kind": "model", "name": m.name, "family": m.family, "summary": m.summary, "paper": _paper_dict(m.paper),
-            "slots": {k: _slot_repr(v) for k, v in m.slots.items()}, "input_size": list(m.input_size),
+            "slots": {k: _slot_repr(v) for k, v in m.slots.items()}, "options": _jsonable(model_options(name)),
+            "input_size": list(m.input_size),
             "num_classes": m.num_classes, "claims": [asdict(c) for c in m.claims], "paper_params": m.paper_params,
             "paper_macs": m.paper_macs, "reference": m.reference, "notes": m.notes,
         }
@@ -313,8 +327,10 @@ def get_info(name: str, kind: str | None = None) -> dict[str, Any]:
 def _slot_repr(v: Any) -> Any:
     if v is None or isinstance(v, (str, int, float, bool)):
         return v
-    if isinstance(v, tuple):
+    if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], dict):
         return f"{v[0]}({', '.join(f'{k}={w!r}' for k, w in v[1].items())})"
+    if isinstance(v, list):   # one value per stage, in its command-line form
+        return f"[{', '.join(str(_slot_repr(x)) for x in v)}]"
     return getattr(v, "__name__", repr(v))
 
 
@@ -329,57 +345,276 @@ def _default_usage(s: BlockSpec) -> str:
     return f'blk = create_block("{s.name}")'
 
 
+# ---------------------------------------------------------------------------------------------------------- options
+_REQUIRED = inspect.Parameter.empty
+_INTERNAL = ("model_name",)   # set by create_model itself
+
+
+@dataclass(frozen=True)
+class _Options:
+    """A constructor's options as its signature declares them."""
+
+    defaults: dict[str, Any]     # option -> default (``_REQUIRED`` where it has none)
+    types: dict[str, Any]        # option -> annotation (resolved where possible)
+    open: bool                   # it also takes **kwargs that the signature does not list
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    for eval_str in (True, False):
+        try:
+            return inspect.signature(fn, eval_str=eval_str)
+        except (NameError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _options(fn: Callable[..., Any], skip_first: bool = False) -> _Options:
+    sig = _signature(fn)
+    if sig is None:
+        return _Options({}, {}, True)
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if skip_first and params and params[0].kind is not params[0].KEYWORD_ONLY:
+        params = params[1:]
+    params = [p for p in params if p.name not in _INTERNAL]
+    return _Options({p.name: p.default for p in params},
+                    {p.name: p.annotation for p in params if p.annotation is not _REQUIRED},
+                    any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()))
+
+
+@functools.cache
+def _block_options(fn: Callable[..., nn.Module], slot: str) -> _Options:
+    return _options(fn, skip_first=slot != "act")
+
+
+@functools.cache
+def _model_options(fn: Callable[..., nn.Module]) -> _Options:
+    """The entry's own options and, when it forwards ``**kwargs`` to the class it returns (its return annotation),
+    that class's options with a default (the ones without a default are fixed by the entry)."""
+    own = _options(fn)
+    sig = _signature(fn)
+    cls = sig.return_annotation if sig is not None else None
+    if isinstance(cls, str):
+        cls = getattr(inspect.unwrap(fn), "__globals__", {}).get(cls)
+    if not own.open or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        return own
+    inner = _options(cls)
+    defaults = {k: v for k, v in inner.defaults.items() if v is not _REQUIRED}
+    return _Options({**defaults, **own.defaults}, {**inner.types, **own.types}, inner.open)
+
+
+def block_options(name: str) -> dict[str, Any]:
+    """``{option: default}`` of a registered block, read from its constructor's signature (the channel count, the
+    first argument, is not an option)."""
+    spec = get_block_spec(name)
+    return {**_block_options(spec.fn, spec.slot).defaults, **spec.defaults}
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """``{option: default}`` of a registered model: its constructor's keyword arguments, following ``**kwargs``
+    into the backbone class the constructor builds. Slot defaults are the registered ones."""
+    spec = get_model_spec(name)
+    return {**_model_options(spec.fn).defaults, **spec.slots}
+
+
+def _type_name(ann: Any) -> str:
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(ann))
+    if ann is type(None):
+        return "None"
+    ann = typing.get_origin(ann) or ann
+    names = {bool: "True or False", int: "an integer", float: "a number", str: "a string", tuple: "a tuple",
+             list: "a list", dict: "a dict", collections.abc.Sequence: "a list or tuple"}
+    return names.get(ann, f"a {getattr(ann, '__name__', ann)}")
+
+
+def _type_ok(value: Any, ann: Any) -> bool:
+    """Whether ``value`` fits the annotation ``ann``; annotations that cannot be checked here accept anything."""
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(ann))
+    if ann is type(None):
+        return value is None
+    ann = typing.get_origin(ann) or ann
+    if ann is bool:
+        return isinstance(value, bool)
+    if ann is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ann is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ann in (str, tuple, list, dict):
+        return isinstance(value, ann)
+    if ann is collections.abc.Sequence:
+        return isinstance(value, (tuple, list))
+    return True
+
+
+# options whose meaning is the same in every block: checked centrally when a block is built
+_MIN_ONE = ("stride", "groups", "dilation", "out_channels", "kernel_size")
+_POSITIVE = ("eps", "reduction")
+
+
+def _check_options(owner: str, opts: _Options, kw: dict[str, Any]) -> None:
+    """Unknown options (one line listing the valid ones), wrong types and the common ranges -> ConfigError."""
+    if not opts.open:
+        unknown = [k for k in kw if k not in opts.defaults]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(opts.defaults), n=1)
+            raise ConfigError(
+                f"{owner} has no option {unknown[0]!r}{f' (did you mean {close[0]!r}?)' if close else ''}; its "
+                f"options are: {', '.join(opts.defaults) or 'none'}")
+    for k, v in kw.items():
+        ann = opts.types.get(k)
+        if ann is not None and not _type_ok(v, ann):
+            raise ConfigError(f"{owner}: option {k} must be {_type_name(ann)}, got {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if k in _MIN_ONE:
+                check_int(v, k, min_value=1, owner=owner)
+            elif k in _POSITIVE:
+                check_positive(v, k, owner=owner)
+
+
+def _jsonable(v: Any) -> Any:
+    if v is _REQUIRED:
+        return "<required>"
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return _slot_repr(v)
+
+
 # ---------------------------------------------------------------------------------------------------- construction
+_SLOT_SYNTAX = "expected a block name or name(key=value, ...), e.g. se(reduction=8, gate=hsigmoid)"
+
+
+def _option_value(node: ast.expr, value: str) -> Any:
+    if isinstance(node, ast.Name):        # a bare word is a string: gate=hsigmoid
+        return node.id
+    if isinstance(node, ast.Call):
+        raise ConfigError(f"cannot parse slot value {value!r}: an option value cannot be a call "
+                          f"({ast.unparse(node)}); pass a name or a literal (number, string, tuple)")
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ConfigError(f"cannot parse slot value {value!r}: {ast.unparse(node)!r} is not a literal; use a number, "
+                          f"a quoted string, a tuple, True/False or None") from None
+
+
 def parse_slot_value(value: Any) -> tuple[Any, dict[str, Any]]:
     """Normalise a slot value to ``(name_or_callable, kwargs)``.
 
     Accepts ``"eca"``, ``"se(reduction=8, gate='hsigmoid')"``, ``("se", {"reduction": 8})``, ``None`` -> ``"none"``,
-    or a callable. Keyword values are parsed with ``ast.literal_eval`` (numbers, strings, tuples, True/False/None);
-    bare words are taken as strings.
+    or a callable. Keyword values are literals (numbers, strings, tuples, True/False/None); bare words are taken as
+    strings. Chained calls (``se(reduction=8)(gate=hsigmoid)``), positional arguments, repeated options, calls as
+    values and other expressions raise :class:`ConfigError`.
     """
     if value is None:
         return "none", {}
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        if not (isinstance(value[0], str) or callable(value[0])):
+            raise ConfigError(f"slot value {value!r}: the first element must be a block name or a callable")
         return value[0], dict(value[1])
     if callable(value) and not isinstance(value, str):
         return value, {}
     if not isinstance(value, str):
-        raise BlockzooError(f"slot value must be a block name, (name, kwargs) or a callable, got {value!r}")
+        raise ConfigError(f"slot value must be a block name, (name, kwargs) or a callable, got {value!r}")
     value = value.strip()
-    if "(" not in value:
+    if "(" not in value and ")" not in value:
         return value, {}
-    if not value.endswith(")"):
-        raise BlockzooError(f"cannot parse slot value {value!r}: expected name(key=value, ...)")
-    name, args = value[: value.index("(")].strip(), value[value.index("(") + 1: -1]
-    try:
-        call = ast.parse(f"f({args})", mode="eval").body
-        assert isinstance(call, ast.Call) and not call.args
-        kw = {}
-        for k in call.keywords:
-            if isinstance(k.value, ast.Name):
-                kw[k.arg] = k.value.id
-            else:
-                kw[k.arg] = ast.literal_eval(k.value)
-    except (SyntaxError, ValueError, AssertionError) as e:
-        raise BlockzooError(f"cannot parse slot value {value!r}: expected name(key=value, ...) ({e})") from None
+    name = value.split("(", 1)[0].strip()
+    if not name or "(" not in value or not value.endswith(")"):
+        raise ConfigError(f"cannot parse slot value {value!r}: {_SLOT_SYNTAX}")
+    try:   # the name is split off first: block names need not be Python identifiers (``nonlocal``)
+        call = ast.parse(f"f({value[value.index('(') + 1:-1]})", mode="eval").body
+    except SyntaxError:
+        raise ConfigError(f"cannot parse slot value {value!r}: {_SLOT_SYNTAX}") from None
+    assert isinstance(call, ast.Call)
+    if isinstance(call.func, ast.Call):
+        raise ConfigError(f"cannot parse slot value {value!r}: chained calls are not accepted (the options of the "
+                          f"first call would be lost); write all options in one call, e.g. "
+                          f"se(reduction=8, gate=hsigmoid)")
+    if call.args:
+        raise ConfigError(f"cannot parse slot value {value!r}: positional arguments are not accepted; name each "
+                          f"option, e.g. {name}(key=value)")
+    kw: dict[str, Any] = {}
+    for k in call.keywords:
+        if k.arg is None:
+            raise ConfigError(f"cannot parse slot value {value!r}: ** is not accepted; name each option")
+        if k.arg in kw:
+            raise ConfigError(f"cannot parse slot value {value!r}: option {k.arg!r} is given twice")
+        kw[k.arg] = _option_value(k.value, value)
     return name, kw
 
 
-def create_block(name: str, channels: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered block. ``channels`` is the input channel count (ignored by activations)."""
-    name, kw = parse_slot_value(name)
-    if callable(name):
-        return name(channels, **{**kw, **kwargs}) if channels is not None else name(**{**kw, **kwargs})
+def _call_open(owner: str, fn: Callable[..., nn.Module], opts: _Options, kw: dict[str, Any],
+               *args: Any) -> nn.Module:
+    """``fn(*args, **kw)``; for a constructor whose signature is open (**kwargs), an unknown option that reaches a
+    class which refuses it becomes a ConfigError naming it."""
+    try:
+        return fn(*args, **kw)
+    except TypeError as e:
+        bad = [k for k in kw if k not in opts.defaults and f"'{k}'" in str(e)]
+        if not opts.open or "unexpected keyword argument" not in str(e) or not bad:
+            raise
+        raise ConfigError(f"{owner} has no option {bad[0]!r}; its options are: "
+                          f"{', '.join(opts.defaults) or 'none'}") from None
+
+
+class _InputCheck:
+    """Forward pre-hook of a block built on its own by :func:`create_block`: a spatial block's input must be an NCHW
+    floating-point tensor with the channel count the block was built for, an activation's a floating-point tensor
+    of any rank (:func:`blockzoo.checks.check_input`: a few comparisons, skipped under fx tracing / torch.compile /
+    export). A block with a minimum input size checks it itself (the limit may depend on its options). Blocks built
+    inside a model by :func:`build_slot` do not get the hook: the model checks its own input."""
+
+    def __init__(self, owner: str, channels: int | None):
+        self.owner, self.channels = owner, channels
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0] if args else None
+        ndim = 4 if self.channels is not None else getattr(x, "ndim", 4)   # an activation takes any rank
+        check_input(x, self.owner, ndim=ndim, channels=self.channels)
+
+
+_NCHW_SLOTS = ("attn", "norm", "mixer", "conv", "head")
+
+
+def _build_block(name: str, channels: int | None, kw: dict[str, Any]) -> nn.Module:
+    """Check the options and the channel count of a registered block and build it (see :func:`create_block`)."""
     spec = get_block_spec(name)
-    kw = {**spec.defaults, **kw, **kwargs}
+    kw = {**spec.defaults, **kw}
+    owner = f"block {name!r}"
+    opts = _block_options(spec.fn, spec.slot)
+    _check_options(owner, opts, kw)
     if spec.slot == "act":
-        return spec.fn(**kw)
+        return _call_open(owner, spec.fn, opts, kw)
     if channels is None:
-        raise BlockzooError(f"create_block({name!r}) needs the channel count: create_block({name!r}, channels)")
+        raise ConfigError(f"create_block({name!r}) needs the channel count: create_block({name!r}, channels)")
+    check_int(channels, "channels", min_value=1, owner=owner)
     if channels < spec.requires.min_channels:
         raise IncompatibleBlockError(
             f"block {name!r} needs at least {spec.requires.min_channels} channels, got {channels}")
-    return spec.fn(channels, **kw)
+    return _call_open(owner, spec.fn, opts, kw, channels)
+
+
+def create_block(name: str, channels: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered block. ``channels`` is the input channel count (ignored by activations).
+
+    The options are checked against the constructor's signature (:func:`block_options`): an unknown option, a value
+    of the wrong type, or a common option out of range (``eps`` / ``reduction`` > 0, ``stride`` / ``groups`` /
+    ``kernel_size`` / ``dilation`` / ``out_channels`` >= 1) raises :class:`ConfigError`; each block checks its own
+    options further when it is built. A spatial block (attn, norm, mixer, conv, head) built here checks its input at
+    forward (NCHW, its channel count, its minimum size) and raises :class:`InputShapeError` otherwise.
+    """
+    name, kw = parse_slot_value(name)
+    if callable(name):
+        return name(channels, **{**kw, **kwargs}) if channels is not None else name(**{**kw, **kwargs})
+    block = _build_block(name, channels, {**kw, **kwargs})
+    spec = get_block_spec(name)
+    if spec.slot in _NCHW_SLOTS or spec.slot == "act":
+        block.register_forward_pre_hook(_InputCheck(f"block {name!r}", channels if spec.slot != "act" else None))
+    return block
 
 
 def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotContext | None = None,
@@ -419,7 +654,7 @@ def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotCont
             f"{name!r} needs the input resolution when it is built, and {where} does not know it; "
             f"pass img_size= to create_model.")
     if slot == "act":
-        return create_block(name, **kw)
+        return _build_block(name, None, kw)
     out_ch = kw.get("out_channels")
     if req.keeps_channels and out_ch is not None and channels is not None and out_ch != channels:
         raise IncompatibleBlockError(
@@ -428,18 +663,23 @@ def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotCont
     if not req.stride and kw.get("stride", 1) != 1 and slot == "conv":
         raise IncompatibleBlockError(f"{name!r} has no stride, but {where} needs stride {kw['stride']}.")
     try:
-        return create_block(name, channels, **kw)
+        return _build_block(name, channels, kw)
     except IncompatibleBlockError as e:
         raise IncompatibleBlockError(f"{where}: {e}") from None
 
 
-def _accepts(fn: Callable[..., Any], arg: str) -> bool:
-    import inspect
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.name == arg or p.kind is p.VAR_KEYWORD for p in params)
+def _check_img_size(value: Any, owner: str) -> None:
+    pair = isinstance(value, (tuple, list)) and len(value) == 2
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (value if pair else (value,)))
+    if not ok:
+        raise ConfigError(f"{owner}: img_size must be a positive integer or a pair (H, W) of positive integers, "
+                          f"got {value!r}")
+
+
+def _check_rate(value: Any, name: str, owner: str) -> None:
+    check_positive(value, name, allow_zero=True, owner=owner)
+    if value >= 1:
+        raise ConfigError(f"{owner}: {name} is a probability and must be in [0, 1), got {value!r}")
 
 
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
@@ -447,17 +687,25 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
 
     ``num_classes``/``in_chans`` default to the model's paper setting; any slot the model declares can be overridden
     by name (``attn="eca"``, ``act="elu"``, ``norm="gn"``); other keyword arguments go to the model constructor
-    (``img_size=28``, ``drop_rate=0.1``, ``shortcut="B"`` ...).
+    (``img_size=28``, ``drop_rate=0.1``, ``shortcut="B"`` ...) and are checked against its options
+    (:func:`model_options`). Bad values raise :class:`ConfigError`: ``num_classes`` must be an int >= 0,
+    ``in_chans`` an int >= 1, ``img_size`` a positive int or (H, W) pair, ``drop_rate`` / ``drop_path_rate`` in
+    [0, 1).
     """
     spec = get_model_spec(name)
+    owner = f"model {name!r}"
     for k in list(kwargs):
         if k in SLOTS and k not in spec.slots:
             having = [n for n in list_models() if k in _MODELS[n].slots]
             raise IncompatibleBlockError(
                 f"model {name!r} has no {k!r} slot; its slots are: {', '.join(spec.slots) or 'none'}. "
                 f"Models with a {k!r} slot: {', '.join(having[:20]) or 'none yet'}{' ...' if len(having) > 20 else ''}")
-        if k in spec.slots:
-            bname, _ = parse_slot_value(kwargs[k])
+        if k not in spec.slots:
+            continue
+        from blockzoo.models.base import per_stage_values  # a list (or "[...]") gives one value per stage
+        entries = per_stage_values(kwargs[k])
+        for entry in [kwargs[k]] if entries is None else entries:
+            bname, _ = parse_slot_value(entry)
             if isinstance(bname, str) and bname not in NONE_NAMES:
                 if not is_block(bname):
                     raise UnknownNameError("block", bname, list_blocks(slot=k),
@@ -467,20 +715,30 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
                     raise IncompatibleBlockError(
                         f"{bname!r} is a {bspec.slot!r} block and cannot go into the {k!r} slot of {name!r}. "
                         f"Blocks for the {k!r} slot: {', '.join(list_blocks(slot=k))}.")
-    if "img_size" in kwargs and not _accepts(spec.fn, "img_size"):
-        kwargs.pop("img_size")  # models without a resolution-dependent part ignore it
-    kw = {**{k: v for k, v in spec.slots.items()}, **kwargs}
+    if num_classes is not None:
+        check_int(num_classes, "num_classes", min_value=0, owner=owner)
+    if in_chans is not None:
+        check_int(in_chans, "in_chans", min_value=1, owner=owner)
+    opts = _model_options(spec.fn)
+    if kwargs.get("img_size") is not None:
+        _check_img_size(kwargs["img_size"], owner)
+        if "img_size" not in opts.defaults and not opts.open:
+            kwargs.pop("img_size")  # models without a resolution-dependent part ignore it
+    for rate in ("drop_rate", "drop_path_rate"):
+        if rate in kwargs:
+            _check_rate(kwargs[rate], rate, owner)
+    _check_options(owner, opts, {k: v for k, v in kwargs.items() if k not in spec.slots})
+    kw = {**spec.slots, **kwargs}
     kw["num_classes"] = spec.num_classes if num_classes is None else num_classes
     kw["in_chans"] = spec.input_size[0] if in_chans is None else in_chans
     try:
-        model = spec.fn(**kw)
-    except TypeError as e:  # a misspelt constructor option: say which, instead of a traceback from deep inside
-        m = re.search(r"unexpected keyword argument '([^']+)'", str(e))
-        if m is None or m.group(1) not in kwargs:  # e.g. a bad block option inside a slot value: not the model's
+        model = _call_open(owner, spec.fn, opts, kw)
+    except TypeError as e:  # an option the variant fixes itself (e.g. resnet20's stem_width)
+        fixed = [k for k in kwargs if f"multiple values for keyword argument '{k}'" in str(e)]
+        if not fixed:
             raise
-        raise BlockzooError(
-            f"model {name!r} has no option {m.group(1)!r}. Its slots are: {', '.join(spec.slots) or 'none'}; "
-            f"see `blockzoo info {name}` for its constructor options.") from e
+        raise ConfigError(f"{owner} fixes {fixed[0]!r} itself; it cannot be changed for this variant "
+                          f"(see `blockzoo info {name}` for its options)") from None
     if hasattr(model, "__dict__"):
         model.model_name = name  # type: ignore[attr-defined]
     return model

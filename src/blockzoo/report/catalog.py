@@ -39,6 +39,12 @@ def _model_counts(name: str) -> tuple[int, float | None]:
     return p, macs
 
 
+def _options(options: dict, skip: tuple = ()) -> str:
+    """``name=default`` for every option (read from the constructor's signature by the registry)."""
+    return ", ".join(f"`{k}={R._slot_repr(v) if callable(v) else repr(v)}`" for k, v in options.items()
+                     if k not in skip) or "none"
+
+
 def render() -> str:
     lines = ["# blockzoo catalogue", "",
              "Generated from the registry by `blockzoo docs` — do not edit by hand. Costs: parameters and MACs "
@@ -63,7 +69,8 @@ def render() -> str:
         lines += ["", "Usage:", ""]
         for n in names:
             info = R.get_info(n)
-            lines += [f"- `{n}`" + (f" — {info['notes']}" if info.get("notes") else ""), "", "  ```python",
+            lines += [f"- `{n}`" + (f" — {info['notes']}" if info.get("notes") else ""), "",
+                      f"  Options: {_options(R.block_options(n))}.", "", "  ```python",
                       *("  " + u for u in info["usage"].splitlines()), "  ```"]
     fams: dict[str, list[str]] = {}
     for n in R.list_models():
@@ -76,6 +83,9 @@ def render() -> str:
         lines += [f"### {fam}", ""]
         if spec0.paper:
             lines += [f"Paper: {spec0.paper.cite}", ""]
+        lines += [f"Options (`{names[0]}`; the backbone's defaults, some of which a variant sets itself; slots are in "
+                  f"the table): "
+                  f"{_options(R.model_options(names[0]), skip=tuple(spec0.slots))}.", ""]
         lines += ["| model | input | slots | params | paper params | MACs (G) | paper MACs (G) |",
                   "|---|---|---|---|---|---|---|"]
         for n in names:

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo import papers
+from blockzoo.checks import check_choice, check_int, check_odd
 from blockzoo.registry import Claim, register_block
 
 VARIANTS = ("paper", "official")
@@ -39,9 +40,8 @@ class ChannelGate(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
-        if reduction < 1:
-            raise ValueError(f"reduction must be >= 1, got {reduction}")
-        self.hidden = max(1, channels // reduction)
+        self.hidden = max(1, check_int(channels, "channels", min_value=1, owner="cbam")
+                          // check_int(reduction, "reduction", min_value=1, owner="cbam"))
         self.fc1 = nn.Linear(channels, self.hidden)
         self.act = nn.ReLU()
         self.fc2 = nn.Linear(self.hidden, channels)
@@ -61,10 +61,8 @@ class SpatialGate(nn.Module):
 
     def __init__(self, kernel_size: int = 7, variant: str = "paper"):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"CBAM spatial kernel_size must be a positive odd number (paper: 7), got {kernel_size}")
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        check_odd(kernel_size, "kernel_size", owner="cbam")
+        check_choice(variant, "variant", VARIANTS, owner="cbam")
         self.kernel_size, self.variant = kernel_size, variant
         official = variant == "official"
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=not official)
@@ -104,8 +102,8 @@ class CBAM(nn.Module):
         Claim("CBAM adds 0.006 GFLOPs (MACs) to ResNet-50 at 224x224 (paper's ImageNet table: 3.858 -> 3.864 G)",
               "tests/test_attention_more.py::test_cbam_resnet50_macs"),
     ),
-    notes="Options: reduction (16), kernel_size (7, odd), variant='paper' (spatial conv with bias, no BN, [avg; max]) "
-          "| 'official' (Jongchan/attention-module: conv without bias + BN, [max; mean]). No residual inside.",
+    notes="variant='paper': spatial conv with bias, no BN, [avg; max]; 'official' (Jongchan/attention-module): conv "
+          "without bias + BN, [max; mean]. kernel_size must be odd. No residual inside.",
 )
 def cbam(channels: int, reduction: int = 16, kernel_size: int = 7, variant: str = "paper") -> nn.Module:
     return CBAM(channels, reduction=reduction, kernel_size=kernel_size, variant=variant)

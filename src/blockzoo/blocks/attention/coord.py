@@ -4,7 +4,8 @@ arXiv:2103.02907; inventory S034), as in the official code (Andrew-Qibin/CoordAt
 1-D average pooling along W (giving an H x 1 map) and along H (1 x W) -> concatenate along the spatial axis ->
 shared 1x1 conv (C -> mip, with bias) -> BN -> h-swish -> split -> two 1x1 convs (mip -> C, with bias) -> sigmoid ->
 ``out = x * a_h * a_w``, with ``mip = max(8, C // reduction)`` and reduction = 32.
-(timm's ``CoordAttn`` differs: reduction 1/16 with make_divisible, no biases.)
+(timm's ``CoordAttn`` differs: ``rd_ratio = 1/16`` times ``se_factor = 2/3``, i.e. C/24, rounded to a multiple of 8
+with ``make_divisible``, and its 1x1 convs have no biases.)
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import torch
 import torch.nn as nn
 
 from blockzoo import papers
+from blockzoo.checks import check_int
 from blockzoo.registry import Claim, register_block
 
 
 class CoordAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 32, min_mip: int = 8, out_channels: int | None = None):
         super().__init__()
-        self.mip = max(min_mip, channels // reduction)
+        check_int(channels, "channels", min_value=1, owner="coord")
+        check_int(min_mip, "min_mip", min_value=1, owner="coord")
+        self.mip = max(min_mip, channels // check_int(reduction, "reduction", min_value=1, owner="coord"))
         out_channels = out_channels or channels
         self.conv1 = nn.Conv2d(channels, self.mip, 1)
         self.bn1 = nn.BatchNorm2d(self.mip)
@@ -43,7 +47,6 @@ class CoordAttention(nn.Module):
     claims=(Claim("mip = max(8, C // 32) as in the official code", "tests/test_blocks.py::test_coord_mip_and_values"),
             Claim("nearly no computational overhead in MobileNetV2 (paper: 3.5M/300M -> 3.95M/310M; ours: "
                   "3,504,872/300.8M -> 3,950,648/306.7M MACs)", "tests/test_mobilenetv2.py::test_coord_overhead")),
-    notes="Options: reduction (32), min_mip (8).",
 )
 def coord(channels: int, reduction: int = 32, min_mip: int = 8) -> nn.Module:
     return CoordAttention(channels, reduction=reduction, min_mip=min_mip)

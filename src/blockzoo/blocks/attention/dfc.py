@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
+from blockzoo.checks import check_input, check_int, check_odd
 from blockzoo.registry import Claim, Requires, register_block
 
 
@@ -32,8 +33,8 @@ class DFCAttention(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 5, downsample: bool = True):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"DFC kernel_size must be a positive odd number (paper: 5), got {kernel_size}")
+        check_int(channels, "channels", min_value=1, owner="dfc")
+        check_odd(kernel_size, "kernel_size", owner="dfc")
         k, p = kernel_size, kernel_size // 2
         self.kernel_size, self.downsample = kernel_size, downsample
         self.conv = nn.Conv2d(channels, channels, 1, bias=False)
@@ -48,9 +49,7 @@ class DFCAttention(nn.Module):
         h, w = x.shape[-2:]
         a = x
         if self.downsample:
-            if min(h, w) < 2:
-                raise ValueError(f"DFC attention down-samples by 2 and needs feature maps of at least 2x2, got "
-                                 f"{h}x{w}; use a larger input or dfc(downsample=False)")
+            check_input(x, "dfc (down-sampling by 2; dfc(downsample=False) has no minimum)", min_size=2)
             a = F.avg_pool2d(a, kernel_size=2, stride=2)
         a = self.bn_v(self.conv_v(self.bn_h(self.conv_h(self.bn(self.conv(a))))))
         a = torch.sigmoid(a)
@@ -74,7 +73,7 @@ class DFCAttention(nn.Module):
               "tests/test_attention_more.py::test_dfc_params_and_macs"),
     ),
     requires=Requires(min_size=2),
-    notes="Options: kernel_size (5, odd), downsample (True: 2x avg-pool + nearest up-sampling). Needs H, W >= 2. "
+    notes="kernel_size must be odd; downsample=True: 2x avg-pool + nearest up-sampling (needs H, W >= 2). "
           "Standalone it gates its own input; in GhostNetV2 it gates the Ghost module's output.",
 )
 def dfc(channels: int, kernel_size: int = 5, downsample: bool = True) -> nn.Module:

@@ -48,20 +48,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
+from blockzoo.checks import check_choice, check_int
+from blockzoo.errors import ConfigError
 from blockzoo.registry import Claim, Requires, register_block
 
 SCALES = ("sqrt_n", "n", "sqrt_nd")
 ORDERS = ("auto", "qk", "kv")
 
 
-def _inner(channels: int, reduction: int, inner_channels: int | None) -> int:
+def _inner(channels: int, reduction: int, inner_channels: int | None, owner: str) -> int:
+    check_int(channels, "channels", min_value=1, owner=owner)
     if inner_channels is not None:
-        if inner_channels < 1:
-            raise ValueError(f"inner_channels must be >= 1, got {inner_channels}")
-        return inner_channels
-    if reduction < 1:
-        raise ValueError(f"reduction must be >= 1, got {reduction}")
-    return max(1, channels // reduction)
+        return check_int(inner_channels, "inner_channels", min_value=1, owner=owner)
+    return max(1, channels // check_int(reduction, "reduction", min_value=1, owner=owner))
 
 
 class NonLocal2d(nn.Module):
@@ -70,7 +69,7 @@ class NonLocal2d(nn.Module):
     def __init__(self, channels: int, reduction: int = 2, inner_channels: int | None = None, subsample: bool = False,
                  scale: bool = False, bias: bool = False):
         super().__init__()
-        self.inner = _inner(channels, reduction, inner_channels)
+        self.inner = _inner(channels, reduction, inner_channels, "nonlocal")
         self.theta = nn.Conv2d(channels, self.inner, 1, bias=bias)
         self.phi = nn.Conv2d(channels, self.inner, 1, bias=bias)
         self.g = nn.Conv2d(channels, self.inner, 1, bias=bias)
@@ -103,15 +102,13 @@ class SoftmaxFreeNonLocal2d(nn.Module):
     def __init__(self, channels: int, heads: int = 1, reduction: int = 2, inner_channels: int | None = None,
                  scale: str = "sqrt_n", order: str = "auto"):
         super().__init__()
-        self.inner = _inner(channels, reduction, inner_channels)
-        if heads < 1 or self.inner % heads:
-            raise ValueError(f"heads must divide the inner channels: {self.inner} inner channels "
-                             f"(channels // reduction) cannot be split into {heads} heads; pick heads dividing "
-                             f"{self.inner} or set inner_channels=")
-        if scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self.inner = _inner(channels, reduction, inner_channels, "sfnl")
+        if self.inner % check_int(heads, "heads", min_value=1, owner="sfnl"):
+            raise ConfigError(f"sfnl: heads must divide the inner channels: {self.inner} inner channels "
+                              f"(channels // reduction) cannot be split into {heads} heads; pick heads dividing "
+                              f"{self.inner} or set inner_channels=")
+        check_choice(scale, "scale", SCALES, owner="sfnl")
+        check_choice(order, "order", ORDERS, owner="sfnl")
         self.heads, self.head_dim, self.scale_mode, self.order = heads, self.inner // heads, scale, order
         self.theta = nn.Conv2d(channels, self.inner, 1, bias=False)
         self.phi = nn.Conv2d(channels, self.inner, 1, bias=False)
@@ -168,9 +165,9 @@ _NL_MEMORY = ("Memory/compute are quadratic in the number of positions N = H*W: 
               "tests/test_attention_more.py::test_nonlocal_subsample"),
     ),
     requires=Requires(min_size=1),
-    notes="Options: reduction (2; C' = C // reduction), inner_channels, subsample (False; 2x2 max-pool after phi, g), "
-          "scale (False; True = official code's C'^-1/2 logit scale), bias (False; True = official code). "
-          "Residual inside (z = W_z y + x). " + _NL_MEMORY,
+    notes="C' = C // reduction (or inner_channels); subsample=True: 2x2 max-pool after phi, g; scale=True: the "
+          "official code's C'^-1/2 logit scale; bias=True: the official code's biases. Residual inside "
+          "(z = W_z y + x). " + _NL_MEMORY,
 )
 def nonlocal_block(channels: int, reduction: int = 2, inner_channels: int | None = None, subsample: bool = False,
                    scale: bool = False, bias: bool = False) -> nn.Module:
@@ -193,10 +190,10 @@ def nonlocal_block(channels: int, reduction: int = 2, inner_channels: int | None
               status="not checked"),
     ),
     requires=Requires(min_size=1),
-    notes="Options: heads (1; must divide C'), reduction (2; C' = C // reduction; the official multi-head default is "
-          "reduction=1), inner_channels, scale='sqrt_n' (official) | 'n' | 'sqrt_nd', order='auto' | 'qk' | 'kv'. "
-          "Residual inside. Memory: order='qk' stores heads x N x N maps per image (quadratic in N = H*W); "
-          "'auto' (default) switches to the associative (g phi^T) theta order, O(heads * d^2), whenever d < N.",
+    notes="heads must divide C' = C // reduction (the official multi-head default is reduction=1); "
+          "scale='sqrt_n' (official) | 'n' | 'sqrt_nd'; order='auto' | 'qk' | 'kv'. Residual inside. Memory: "
+          "order='qk' stores heads x N x N maps per image (quadratic in N = H*W); 'auto' (default) switches to "
+          "the associative (g phi^T) theta order, O(heads * d^2), whenever d < N.",
 )
 def sfnl(channels: int, heads: int = 1, reduction: int = 2, inner_channels: int | None = None, scale: str = "sqrt_n",
          order: str = "auto") -> nn.Module:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.attention.se import SqueezeExcite
+from blockzoo.checks import check_choice
 from blockzoo.registry import Claim, register_block
 
 
@@ -32,8 +33,7 @@ class SpatialSE(nn.Module):
 class SCSE(nn.Module):
     def __init__(self, channels: int, reduction: int = 2, combine: str = "add"):
         super().__init__()
-        if combine not in ("add", "max"):
-            raise ValueError(f"combine must be 'add' (paper) or 'max', got {combine!r}")
+        check_choice(combine, "combine", ("add", "max"), owner="scse")
         self.cse = SqueezeExcite(channels, reduction=reduction)
         self.sse = SpatialSE(channels)
         self.combine = combine
@@ -47,8 +47,7 @@ _CLAIM = Claim("raises model complexity by about 1.5% in a U-Net-type F-CNN", No
 
 
 @register_block("cse", slot="attn", paper=papers.SCSE, family="scse", claims=(_CLAIM,),
-                summary="cSE: GAP -> FC(C, C/2) -> ReLU -> FC -> sigmoid -> channel rescale",
-                notes="Options: reduction (2).")
+                summary="cSE: GAP -> FC(C, C/2) -> ReLU -> FC -> sigmoid -> channel rescale")
 def cse(channels: int, reduction: int = 2) -> nn.Module:
     return SqueezeExcite(channels, reduction=reduction)
 
@@ -62,6 +61,6 @@ def sse(channels: int) -> nn.Module:
 
 @register_block("scse", slot="attn", paper=papers.SCSE, family="scse", claims=(_CLAIM,),
                 summary="scSE: cSE(x) + sSE(x) (concurrent channel and spatial recalibration)",
-                notes="Options: reduction (2), combine='add' (paper) | 'max'.")
+                notes="combine='add' (paper) | 'max' (the authors' later code).")
 def scse(channels: int, reduction: int = 2, combine: str = "add") -> nn.Module:
     return SCSE(channels, reduction=reduction, combine=combine)

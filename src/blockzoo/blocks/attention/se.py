@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
+from blockzoo.checks import check_choice, check_int
 from blockzoo.registry import Claim, register_block
 
 GATES = {"sigmoid": torch.sigmoid, "hsigmoid": F.hardsigmoid}
@@ -22,9 +23,12 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid",
                  act: type[nn.Module] = nn.ReLU):
         super().__init__()
-        if gate not in GATES:
-            raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
-        self.hidden = hidden or max(1, channels // reduction)
+        check_int(channels, "channels", min_value=1, owner="se")
+        check_choice(gate, "gate", GATES, owner="se")
+        if hidden is None:
+            self.hidden = max(1, channels // check_int(reduction, "reduction", min_value=1, owner="se"))
+        else:
+            self.hidden = check_int(hidden, "hidden", min_value=1, owner="se")
         self.fc1 = nn.Linear(channels, self.hidden)
         self.act = act()
         self.fc2 = nn.Linear(self.hidden, channels)
@@ -42,7 +46,6 @@ class SqueezeExcite(nn.Module):
     claims=(Claim("SE-ResNet-50 has 28,088,024 parameters (ResNet-50 + 2,530,992)",
                   "tests/test_models.py::test_param_counts"),
             Claim("hidden size is C // r with r = 16", "tests/test_blocks.py::test_se_hidden_and_values")),
-    notes="Options: reduction (16), hidden, gate='sigmoid'|'hsigmoid'.",
 )
 def se(channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid") -> nn.Module:
     return SqueezeExcite(channels, reduction=reduction, hidden=hidden, gate=gate)

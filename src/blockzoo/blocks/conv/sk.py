@@ -31,6 +31,8 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import ConvNormAct, make_act, make_norm
+from blockzoo.checks import check_int, tracing
+from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["SelectiveKernel", "sk_hidden_dim"]
@@ -62,11 +64,13 @@ class SelectiveKernel(nn.Module):
                  fc_norm="bn", fc_act="relu"):
         super().__init__()
         out_channels = out_channels or in_channels
-        if branches < 1:
-            raise ValueError(f"SK unit needs at least one branch, got branches={branches}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
+                            ("groups", groups), ("branches", branches), ("reduction", reduction),
+                            ("min_dim", min_dim)):
+            check_int(value, name, min_value=1, owner="sk")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"SK unit: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups}); pick groups that divide both")
+            raise ConfigError(f"sk: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                              f"divisible by groups ({groups}); pick groups that divide both")
         self.in_channels, self.out_channels, self.num_branches = in_channels, out_channels, branches
         self.hidden = sk_hidden_dim(out_channels, reduction, min_dim)
         self.branches = nn.ModuleList(
@@ -90,10 +94,10 @@ class SelectiveKernel(nn.Module):
     def attention(self, u: torch.Tensor) -> torch.Tensor:
         """Selection weights (N, M, C, 1, 1) from the fused map U (softmax over dim 1 = the branches)."""
         n = u.shape[0]
-        if self.training and n == 1 and isinstance(self.fc_norm, nn.modules.batchnorm._BatchNorm):
-            raise ValueError("SK unit: the fuse BatchNorm sees one value per channel with batch size 1 in training "
-                             "mode; train with batch size >= 2, call .eval(), or build the unit with "
-                             "fc_norm='none' or fc_norm='ln2d'")
+        if self.training and isinstance(self.fc_norm, nn.modules.batchnorm._BatchNorm) and not tracing() and n == 1:
+            raise InputShapeError("sk: the fuse BatchNorm sees one value per channel with batch size 1 in training "
+                                  "mode; train with batch size >= 2, call .eval(), or build the unit with "
+                                  "fc_norm='none' or fc_norm='ln2d'")
         z = self.fc_act(self.fc_norm(self.fc_reduce(u.mean((2, 3), keepdim=True))))
         logits = self.fc_select(z).view(n, self.num_branches, self.out_channels, 1, 1)
         return self.softmax(logits)
@@ -118,9 +122,10 @@ class SelectiveKernel(nn.Module):
               "tests/test_sk_gcp.py::test_sknet50_params"),
         Claim("SKNet-50 costs 4.47 GFLOPs (MACs) at 224x224", "tests/test_sk_gcp.py::test_sknet50_macs"),
     ),
-    notes="Options: branches (M=2), reduction (r=16), min_dim (L=32), fc_norm ('bn'; 'none' adds a bias), fc_act. "
-          "Groups come from the host block (32 in sknet50). Batch size >= 2 in training with fc_norm='bn'.",
+    notes="branches = M, reduction = r, min_dim = L; fc_norm='none' gives the fuse FC a bias. Groups come from the "
+          "host block (32 in sknet50). Batch size >= 2 in training with fc_norm='bn'.",
 )
 def sk(in_channels: int, out_channels: int | None = None, stride: int = 1, groups: int = 1, norm="bn", act="relu",
-       **kw) -> nn.Module:
-    return SelectiveKernel(in_channels, out_channels, stride, groups, norm, act, **kw)
+       branches: int = 2, reduction: int = 16, min_dim: int = 32, fc_norm="bn", fc_act="relu") -> nn.Module:
+    return SelectiveKernel(in_channels, out_channels, stride, groups, norm, act, branches=branches,
+                           reduction=reduction, min_dim=min_dim, fc_norm=fc_norm, fc_act=fc_act)

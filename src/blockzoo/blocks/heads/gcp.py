@@ -30,7 +30,7 @@ affects the reduction conv; the result is cast back to the input's dtype. The tr
 otherwise. The head needs at least 2 spatial positions (a single position has zero covariance).
 
 The official iSQRT-COV / GCP ResNets also remove the stride of the last stage (14x14 features at 224 px); that is a
-backbone option, not part of this head.
+ResNet option, not part of this head: ``create_model("resnet50", head="gcp", last_stride=1)``.
 """
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import make_act, make_norm
+from blockzoo.checks import check_int, check_positive, tracing
+from blockzoo.errors import InputShapeError
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["GCPHead", "covariance_pool", "newton_schulz_sqrtm", "isqrt_cov", "triu_vec"]
@@ -57,8 +59,7 @@ def covariance_pool(x: torch.Tensor) -> torch.Tensor:
 def newton_schulz_sqrtm(a: torch.Tensor, iterations: int = 5) -> torch.Tensor:
     """Coupled Newton-Schulz iteration for the square root of a batch of SPD matrices ``a`` whose eigenvalues lie
     in (0, 1] (e.g. trace-normalised covariances). Returns Y_N (approximately ``a^{1/2}``)."""
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    check_int(iterations, "iterations", min_value=1, owner="newton_schulz_sqrtm")
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand_as(a)
     y, z = a, eye
     for _ in range(iterations):
@@ -100,10 +101,11 @@ class GCPHead(nn.Module):
     def __init__(self, channels: int, reduce_dim: int | None = 256, iterations: int = 5, norm="bn", act="relu",
                  eps: float = 1e-12):
         super().__init__()
-        if iterations < 1:
-            raise ValueError(f"GCP head: iterations must be >= 1, got {iterations}")
-        if reduce_dim is not None and reduce_dim < 1:
-            raise ValueError(f"GCP head: reduce_dim must be a positive int or None, got {reduce_dim}")
+        check_int(channels, "channels", min_value=1, owner="gcp")
+        check_int(iterations, "iterations", min_value=1, owner="gcp")
+        if reduce_dim is not None:
+            check_int(reduce_dim, "reduce_dim (or None)", min_value=1, owner="gcp")
+        check_positive(eps, "eps", owner="gcp")
         self.iterations, self.eps = iterations, eps
         if reduce_dim:
             self.reduce = nn.Sequential(nn.Conv2d(channels, reduce_dim, 1, bias=False), make_norm(norm, reduce_dim),
@@ -115,9 +117,10 @@ class GCPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reduce(x)
-        if x.shape[2] * x.shape[3] < 2:
-            raise ValueError(f"GCP head needs at least 2 spatial positions to compute a covariance, got a "
-                             f"{x.shape[2]}x{x.shape[3]} feature map; use a larger input (img_size=) or the 'avg' head")
+        if not tracing() and x.shape[2] * x.shape[3] < 2:
+            raise InputShapeError(f"GCP head needs at least 2 spatial positions to compute a covariance, got a "
+                                  f"{x.shape[2]}x{x.shape[3]} feature map; use a larger input (img_size=) or the "
+                                  f"'avg' head")
         out_dtype = x.dtype
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         with _no_autocast(x.device):
@@ -137,9 +140,10 @@ class GCPHead(nn.Module):
         Claim("backward is correct (float64 gradcheck)", "tests/test_sk_gcp.py::test_gcp_gradcheck"),
         Claim("GCP permits rapid learning-rate decay / faster convergence (S002)", None, "not checked"),
     ),
-    notes="Options: reduce_dim (256; None keeps the input width), iterations (5), norm, act, eps. "
-          "Covariance and Newton-Schulz run in float32 with autocast off. Needs >= 2 spatial positions.",
+    notes="reduce_dim=None keeps the input width. Covariance and Newton-Schulz run in float32 with autocast off. "
+          "Needs >= 2 spatial positions.",
     usage='head = create_block("gcp", 64)   # NCHW -> (N, 32896)\nmodel = create_model("resnet20", head="gcp")',
 )
-def gcp(channels: int, reduce_dim: int | None = 256, iterations: int = 5, **kw) -> nn.Module:
-    return GCPHead(channels, reduce_dim=reduce_dim, iterations=iterations, **kw)
+def gcp(channels: int, reduce_dim: int | None = 256, iterations: int = 5, norm="bn", act="relu",
+        eps: float = 1e-12) -> nn.Module:
+    return GCPHead(channels, reduce_dim=reduce_dim, iterations=iterations, norm=norm, act=act, eps=eps)

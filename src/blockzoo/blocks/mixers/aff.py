@@ -34,8 +34,9 @@ Official details kept (and where we had to choose)
   ``skip=False`` gives the bare filter.
 - **Mask activation (choice).** The official module takes the network-wide activation (``model.activation.name``;
   its default in that module is ``relu``; MobileViT-family configs set ``swish``, and AFFNet's own configs are not
-  in the repository). We default to ``mask_act="relu"`` (the module's own default, and AFNO's choice); any ``act``
-  slot value is accepted.
+  in the repository). On its own the block defaults to ``mask_act="relu"`` (the module's own default, and AFNO's
+  choice); inside AFFNet the mask takes the model's ``act`` (SiLU by default), as the official code ties both to
+  one activation. Any ``act`` slot value is accepted.
 - ``num_groups`` must divide C (8 by default): ``Requires(min_channels=8)``; other widths raise
   ``IncompatibleBlockError`` naming the fix (``aff(num_groups=...)``).
 
@@ -53,10 +54,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo.blocks.common.layers import make_act
-from blockzoo.registry import Claim, IncompatibleBlockError, Paper, Requires, register_block
-
-AFFNET = Paper("Adaptive Frequency Filters As Efficient Global Token Mixers", 2023, "ICCV", "2307.14008", id="S055",
-               url="https://github.com/microsoft/TokenMixers", authors="Huang et al.")
+from blockzoo.checks import check_input, check_int, check_positive
+from blockzoo.errors import ConfigError, InputShapeError
+from blockzoo.papers import AFFNET
+from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_block
 
 _T = "tests/test_aff_ffnet.py::"
 
@@ -72,8 +73,8 @@ def frequency_filter(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     h, w = x.shape[-2:]
     if mask.shape[-2:] != (h, w // 2 + 1):
-        raise ValueError(f"mask must have the half-spectrum shape (..., {h}, {w // 2 + 1}) for a {h}x{w} input, "
-                         f"got {tuple(mask.shape)}")
+        raise InputShapeError(f"mask must have the half-spectrum shape (..., {h}, {w // 2 + 1}) for a {h}x{w} "
+                              f"input, got {tuple(mask.shape)}")
     xf = torch.fft.rfft2(x, dim=(-2, -1), norm="ortho")
     return torch.fft.irfft2(xf * mask, s=(h, w), dim=(-2, -1), norm="ortho")
 
@@ -101,17 +102,18 @@ class AFFMixer(nn.Module):
     def __init__(self, channels: int, num_groups: int = 8, hidden_ratio: float = 1, sparsity_threshold: float = 0.01,
                  mask_act: Any = "relu", skip: bool = True, init_scale: float = 0.02):
         super().__init__()
-        if num_groups < 1 or channels % num_groups != 0:
+        check_int(channels, "channels", min_value=1, owner="aff")
+        if check_int(num_groups, "num_groups", min_value=1, owner="aff") and channels % num_groups != 0:
             raise IncompatibleBlockError(
                 f"aff splits the channels into num_groups={num_groups} groups, but C={channels} is not divisible by "
                 f"it; use a width divisible by {num_groups} or pass aff(num_groups=G) with G dividing {channels}")
         cg = channels // num_groups
-        hid = int(cg * hidden_ratio)
+        hid = int(cg * check_positive(hidden_ratio, "hidden_ratio", owner="aff"))
         if hid < 1:
-            raise ValueError(f"hidden_ratio={hidden_ratio} leaves no hidden units (C/G = {cg}); use hidden_ratio >= "
-                             f"{1 / cg:g}")
-        if sparsity_threshold < 0:
-            raise ValueError(f"sparsity_threshold must be >= 0, got {sparsity_threshold}")
+            raise ConfigError(f"aff: hidden_ratio={hidden_ratio} leaves no hidden units (C/G = {cg}); use "
+                              f"hidden_ratio >= {1 / cg:g}")
+        check_positive(sparsity_threshold, "sparsity_threshold", allow_zero=True, owner="aff")
+        check_positive(init_scale, "init_scale", allow_zero=True, owner="aff")
         self.channels, self.num_groups, self.group_size, self.hidden = channels, num_groups, cg, hid
         self.sparsity_threshold, self.skip, self.init_scale = float(sparsity_threshold), skip, float(init_scale)
         # [0] = real part, [1] = imaginary part of the complex weights / biases
@@ -153,8 +155,7 @@ class AFFMixer(nn.Module):
         return torch.view_as_complex(m.contiguous()).reshape(n, c, h, wf)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != self.channels:
-            raise ValueError(f"aff was built for {self.channels} channels, got input of shape {tuple(x.shape)}")
+        check_input(x, "aff", channels=self.channels)
         dtype = x.dtype
         h, w = x.shape[-2:]
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -191,8 +192,8 @@ class AFFMixer(nn.Module):
         Claim("AFFNet (5.5M params, 1.5G FLOPs at 256 px), AFFNet-T (2.6M, 0.8G), AFFNet-ET (1.4M, 0.4G)",
               _T + "test_affnet_param_counts"),
     ),
-    notes="Options: num_groups (8, must divide C), hidden_ratio (1), sparsity_threshold (0.01), mask_act ('relu'), "
-          "skip (True: x + filter(x)), init_scale (0.02). FFTs in float32 with autocast off.",
+    notes="num_groups must divide C; skip=True: x + filter(x); mask_act: any act slot value. FFTs in float32 with "
+          "autocast off.",
 )
 def aff(channels: int, num_groups: int = 8, hidden_ratio: float = 1, sparsity_threshold: float = 0.01,
         mask_act: Any = "relu", skip: bool = True, init_scale: float = 0.02) -> nn.Module:

@@ -48,7 +48,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
+from blockzoo.checks import check_int, check_positive
 from blockzoo.deploy.reparam import bn_scale_shift
+from blockzoo.errors import ConfigError
 from blockzoo.registry import Claim, register_block
 
 __all__ = ["KERNEL_TABLE", "DilatedReparamBlock", "dilated_to_dense", "merge_dilated_into_large_kernel"]
@@ -72,7 +74,7 @@ def dilated_to_dense(kernel: torch.Tensor, dilation: int) -> torch.Tensor:
     """The dense kernel equal to ``kernel`` (``(..., k, k)``) applied with ``dilation`` r: size ``r (k - 1) + 1``,
     taps at multiples of ``r``, zeros between them."""
     if dilation < 1:
-        raise ValueError(f"dilation must be >= 1, got {dilation}")
+        raise ConfigError(f"dilation must be >= 1, got {dilation}")
     if dilation == 1:
         return kernel
     kh, kw = kernel.shape[-2:]
@@ -86,7 +88,7 @@ def merge_dilated_into_large_kernel(large: torch.Tensor, small: torch.Tensor, di
     dense = dilated_to_dense(small, dilation)
     big, eq = large.shape[-1], dense.shape[-1]
     if eq > big or (big - eq) % 2:
-        raise ValueError(f"a {small.shape[-1]}x{small.shape[-1]} kernel at dilation {dilation} spans {eq}x{eq}, "
+        raise ConfigError(f"a {small.shape[-1]}x{small.shape[-1]} kernel at dilation {dilation} spans {eq}x{eq}, "
                          f"which does not fit centred in the {big}x{big} kernel")
     p = (big - eq) // 2
     return large + F.pad(dense, [p, p, p, p])
@@ -110,24 +112,27 @@ class DilatedReparamBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 13, kernel_sizes: Sequence[int] | None = None,
                  dilations: Sequence[int] | None = None, bn_eps: float = 1e-5):
         super().__init__()
-        if kernel_size < 3 or kernel_size % 2 != 1:
-            raise ValueError(f"dilated_reparam needs an odd kernel_size >= 3, got {kernel_size}")
+        check_int(channels, "channels", min_value=1, owner="dilated_reparam")
+        check_positive(bn_eps, "bn_eps", owner="dilated_reparam")
+        if check_int(kernel_size, "kernel_size", owner="dilated_reparam") < 3 or kernel_size % 2 != 1:
+            raise ConfigError(f"dilated_reparam needs an odd kernel_size >= 3, got {kernel_size}")
         if (kernel_sizes is None) != (dilations is None):
-            raise ValueError("pass both kernel_sizes= and dilations= (a custom branch table) or neither")
+            raise ConfigError("pass both kernel_sizes= and dilations= (a custom branch table) or neither")
         if kernel_sizes is None:
             if kernel_size not in KERNEL_TABLE:
-                raise ValueError(f"no default branch table for kernel_size={kernel_size}; the official tables cover "
+                raise ConfigError(f"no default branch table for kernel_size={kernel_size}; the official tables cover "
                                  f"{sorted(KERNEL_TABLE)}. Pass kernel_sizes=(...) and dilations=(...) for others.")
             kernel_sizes, dilations = KERNEL_TABLE[kernel_size]
-        kernel_sizes, dilations = tuple(int(k) for k in kernel_sizes), tuple(int(r) for r in dilations)
+        kernel_sizes = tuple(check_int(k, "kernel_sizes[i]", owner="dilated_reparam") for k in kernel_sizes)
+        dilations = tuple(check_int(r, "dilations[i]", owner="dilated_reparam") for r in dilations)
         if len(kernel_sizes) != len(dilations):
-            raise ValueError(f"kernel_sizes {kernel_sizes} and dilations {dilations} differ in length")
+            raise ConfigError(f"kernel_sizes {kernel_sizes} and dilations {dilations} differ in length")
         for k, r in zip(kernel_sizes, dilations):
             if k < 1 or k % 2 != 1 or r < 1 or r * (k - 1) + 1 > kernel_size:
-                raise ValueError(f"branch k={k}, dilation={r}: needs an odd k, r >= 1 and r (k - 1) + 1 <= "
+                raise ConfigError(f"branch k={k}, dilation={r}: needs an odd k, r >= 1 and r (k - 1) + 1 <= "
                                  f"kernel_size={kernel_size}")
         if len(set(zip(kernel_sizes, dilations))) != len(kernel_sizes):
-            raise ValueError(f"duplicate (kernel, dilation) branches in {list(zip(kernel_sizes, dilations))}")
+            raise ConfigError(f"duplicate (kernel, dilation) branches in {list(zip(kernel_sizes, dilations))}")
         self.channels, self.kernel_size = channels, kernel_size
         self.kernel_sizes, self.dilates = kernel_sizes, dilations
         self.deployed = False
@@ -200,9 +205,9 @@ class DilatedReparamBlock(nn.Module):
         Claim("a k x k kernel at dilation r equals the dense r(k-1)+1 kernel with zeros inserted (the official "
               "conv_transpose2d construction)", _T + "test_dilated_to_dense"),
     ),
-    notes="Options: kernel_size (13; default tables for 3, 5, 7, 9, 11, 13, 15, 17), kernel_sizes + dilations "
-          "(custom branch table), bn_eps (1e-5). Call reparameterize() (or blockzoo.deploy.reparam.reparameterize("
-          "model)) after training for the single-conv deploy form.",
+    notes="Default branch tables for kernel_size 3, 5, 7, 9, 11, 13, 15, 17; kernel_sizes + dilations give a custom "
+          "table. Call reparameterize() (or blockzoo.deploy.reparameterize(model)) after training for the "
+          "single-conv deploy form.",
 )
 def dilated_reparam(channels: int, kernel_size: int = 13, kernel_sizes: Sequence[int] | None = None,
                     dilations: Sequence[int] | None = None, bn_eps: float = 1e-5) -> nn.Module:

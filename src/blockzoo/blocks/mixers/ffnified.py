@@ -33,45 +33,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blockzoo.blocks.common.conv_bn import ConvBN
 from blockzoo.blocks.common.layers import make_act
-from blockzoo.registry import Claim, Paper, Requires, register_block
-
-FFNET = Paper("MetaMixer Is All You Need", 2024, "arXiv", "2406.02021", id="S040",
-              url="https://github.com/ysj9909/FFNet", authors="Yun et al.")
+from blockzoo.checks import check_int, check_odd
+from blockzoo.errors import ConfigError
+from blockzoo.papers import FFNET
+from blockzoo.registry import Claim, Requires, register_block
 
 _T = "tests/test_aff_ffnet.py::"
 
-__all__ = ["FFNET", "ConvBN", "RepDWConv", "FFNifiedAttention", "dw_conv", "fuse_conv_bn"]
-
-
-def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of the conv equivalent to ``bn(conv(x))`` in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    w = conv.weight * scale.reshape(-1, 1, 1, 1)
-    b = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        b = b + conv.bias * scale
-    return w, b
-
-
-class ConvBN(nn.Sequential):
-    """``Conv2d(bias=False) -> BatchNorm2d`` (official ``Conv2d_BN``); children ``c`` and ``bn``."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
-                 groups: int = 1):
-        super().__init__()
-        self.c = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    @torch.no_grad()
-    def fuse(self) -> nn.Conv2d:
-        """The single conv (with bias) equal to this unit in eval mode."""
-        c = self.c
-        w, b = fuse_conv_bn(c, self.bn)
-        m = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups, bias=True)
-        m.weight.copy_(w)
-        m.bias.copy_(b)
-        return m.to(c.weight.device)
+__all__ = ["FFNET", "ConvBN", "RepDWConv", "FFNifiedAttention", "dw_conv"]
 
 
 class RepDWConv(nn.Module):
@@ -86,12 +57,12 @@ class RepDWConv(nn.Module):
                  small_kernel: int = 3):
         super().__init__()
         out_channels = out_channels or in_channels
-        if kernel_size % 2 != 1 or small_kernel % 2 != 1 or small_kernel >= kernel_size:
-            raise ValueError(f"RepDWConv needs odd kernel sizes with small_kernel < kernel_size, got "
-                             f"{kernel_size} and {small_kernel}")
-        if out_channels % in_channels != 0:
-            raise ValueError(f"depthwise conv: out_channels ({out_channels}) must be a multiple of in_channels "
-                             f"({in_channels})")
+        check_odd(kernel_size, "kernel_size", owner="RepDWConv")
+        if check_odd(small_kernel, "small_kernel", owner="RepDWConv") >= kernel_size:
+            raise ConfigError(f"RepDWConv needs small_kernel < kernel_size, got {small_kernel} and {kernel_size}")
+        if out_channels % check_int(in_channels, "in_channels", min_value=1, owner="RepDWConv") != 0:
+            raise ConfigError(f"RepDWConv: out_channels ({out_channels}) must be a multiple of in_channels "
+                              f"({in_channels}) (a depthwise conv)")
         self.kernel_size, self.small_kernel = kernel_size, small_kernel
         self.conv = ConvBN(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=in_channels)
         self.conv1 = ConvBN(in_channels, out_channels, small_kernel, stride, small_kernel // 2, groups=in_channels)
@@ -111,8 +82,8 @@ class RepDWConv(nn.Module):
 def dw_conv(channels: int, kernel_size: int, rep: bool | None = None) -> nn.Module:
     """FFNet's depthwise conv of the token mixer: :class:`RepDWConv` (k x k BN + 3x3 BN) when ``rep`` (official
     ``rep=None``: iff k == 7), else a plain depthwise conv with bias and no norm."""
-    if kernel_size % 2 != 1:
-        raise ValueError(f"ffnified needs odd kernel sizes to keep the spatial size, got {kernel_size}")
+    check_int(channels, "channels", min_value=1, owner="ffnified")
+    check_odd(kernel_size, "kernel_size", owner="ffnified")
     use_rep = (kernel_size == 7) if rep is None else (rep and kernel_size > 3)
     if use_rep:
         return RepDWConv(channels, channels, kernel_size)
@@ -145,7 +116,7 @@ class FFNifiedAttention(nn.Module):
         return self.av(self.act(self.qk(self.q(x))))
 
     @torch.no_grad()
-    def reparameterize(self) -> "FFNifiedAttention":
+    def reparameterize(self) -> FFNifiedAttention:
         """Fold every BN and re-param branch into plain convs (deploy form; call in eval mode). Returns ``self``."""
         if isinstance(self.q, ConvBN):  # idempotent: already-fused parts are plain convs
             self.q = self.q.fuse()
@@ -169,8 +140,8 @@ class FFNifiedAttention(nn.Module):
         Claim("FFNet-1/2/3: 13.7M / 26.9M / 48.3M params and 2.9G / 6.0G / 10.1G FLOPs at 256 px",
               _T + "test_ffnet_param_counts"),
     ),
-    notes="Options: kernel_size (7: query-key dw kernel), kernel_size_v (= kernel_size: attention-value dw kernel), "
-          "act ('gelu'), rep (None: official, 7x7 kernels get a parallel 3x3 BN branch; True/False).",
+    notes="kernel_size: the query-key dw kernel; kernel_size_v (default: kernel_size): the attention-value dw kernel "
+          "(both odd); rep=None: official rule, 7x7 kernels get a parallel 3x3 BN branch.",
 )
 def ffnified(channels: int, kernel_size: int = 7, kernel_size_v: int | None = None, act: Any = "gelu",
              rep: bool | None = None) -> nn.Module:

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import LayerNorm2d
+from blockzoo.checks import check_choice, check_int
 from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_block
 
 __all__ = ["GnConv", "GlobalLocalFilter", "gnconv_dims", "FILTERS"]
@@ -74,8 +75,8 @@ _T = "tests/test_hornet.py::"
 
 def gnconv_dims(channels: int, order: int) -> list[int]:
     """The widths ``[C // 2**(order-1), ..., C // 2, C]`` of the recursion (official ``dims``, reversed)."""
-    if not isinstance(order, int) or isinstance(order, bool) or order < 1:
-        raise ValueError(f"gnconv order must be an integer >= 1 (HorNet uses 2, 3, 4, 5), got {order!r}")
+    check_int(channels, "channels", min_value=1, owner="gnconv")
+    check_int(order, "order (HorNet uses 2, 3, 4, 5)", min_value=1, owner="gnconv")
     if channels // 2 ** (order - 1) < 1:
         raise IncompatibleBlockError(
             f"gnconv of order {order} needs at least {2 ** (order - 1)} channels (the first width is "
@@ -92,8 +93,8 @@ class GlobalLocalFilter(nn.Module):
             raise IncompatibleBlockError(
                 f"the gnconv global-local filter splits its {channels} channels into two equal halves and needs an "
                 f"even count; choose a width divisible by 2**order or filter='7x7'")
-        if h < 1 or w < 1:
-            raise ValueError(f"global filter size must be positive, got h={h}, w={w}")
+        check_int(h, "h", min_value=1, owner="gnconv global filter")
+        check_int(w, "w", min_value=1, owner="gnconv global filter")
         half = channels // 2
         self.dw = nn.Conv2d(half, half, 3, padding=1, groups=half, bias=False)
         self.complex_weight = nn.Parameter(torch.empty(half, h, w, 2))
@@ -138,9 +139,7 @@ class GnConv(nn.Module):
     def __init__(self, channels: int, order: int = 5, scale: float = 1.0 / 3.0, filter: str = "7x7",
                  h: int = 14, w: int = 8):
         super().__init__()
-        if filter not in FILTERS:
-            raise ValueError(f"gnconv filter must be '7x7' (depthwise 7x7 conv) or 'gf' (global-local filter), "
-                             f"got {filter!r}")
+        check_choice(filter, "filter ('7x7': depthwise 7x7 conv, 'gf': global-local filter)", FILTERS, owner="gnconv")
         self.order, self.scale, self.filter = order, float(scale), filter
         self.dims = gnconv_dims(channels, order)
         total = sum(self.dims)
@@ -182,9 +181,9 @@ class GnConv(nn.Module):
         Claim("HorNet-T 7x7 / GF: 22,409,512 / 22,991,848 parameters (paper 22M / 23M), the official code's exact "
               "counts", _T + "test_param_counts"),
     ),
-    notes="Options: order (5; HorNet uses 2,3,4,5 per stage), scale (1/3; official class default 1.0), "
-          "filter ('7x7' | 'gf'), h, w (global-filter size, the half spectrum (H, W//2+1) of its feature map; "
-          "official default 14, 8). Order n needs C >= 2**(n-1); filter='gf' needs an even sum of widths.",
+    notes="HorNet uses order 2, 3, 4, 5 per stage; scale 1/3 (the official class default is 1.0); filter '7x7' | "
+          "'gf'; h, w: the global filter's size, the half spectrum (H, W//2+1) of its feature map. Order n needs "
+          "C >= 2**(n-1); filter='gf' needs an even sum of widths.",
     usage='blk = create_block("gnconv", 64, order=3)   # NCHW in -> NCHW out\n'
           'blk = create_block("gnconv(order=4, filter=\'gf\', h=14, w=8)", 256)   # global-local filter, 14x14 maps\n'
           'model = create_model("convnext_atto", mixer="gnconv", img_size=32, stem="small")\n'

@@ -8,7 +8,8 @@ small" -- **SKA** (small-kernel aggregation) applies them to the input. Official
 ``LKP(dim, lks=7, sks=3, groups=8)``: 1x1 conv ``dim -> dim/2`` + BN -> ReLU -> ``lks x lks`` depthwise conv + BN ->
 1x1 conv + BN -> ReLU -> 1x1 conv (with bias) ``dim/2 -> sks^2 * dim/groups`` -> GroupNorm(``dim/groups`` groups,
 i.e. one group per kernel: its ``sks^2`` taps) -> view ``(N, dim/groups, sks^2, H, W)``. All conv-BN pairs are
-bias-free convs followed by BatchNorm (``Conv2d_BN``, weight 1 / bias 0 at init; :class:`ConvBN` here).
+bias-free convs followed by BatchNorm (``Conv2d_BN``, weight 1 / bias 0 at init;
+:class:`blockzoo.blocks.common.conv_bn.ConvBN`).
 
 ``SKA(x, w)`` (official Triton kernel, CUDA only)::
 
@@ -32,7 +33,7 @@ contains ``x``. The module says so with the attribute ``includes_residual = True
 backbones (which do not look at it) simply wrap it in their own residual. ``residual=False`` drops the inner
 shortcut (``includes_residual`` then becomes False).
 
-Options: ``lks`` (7), ``sks`` (3, odd), ``groups`` (8; C must be divisible by it), ``residual`` (True).
+``lks`` and ``sks`` must be odd; C must be divisible by ``groups``.
 """
 from __future__ import annotations
 
@@ -42,66 +43,29 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from blockzoo.registry import Claim, IncompatibleBlockError, Paper, Requires, register_block
+from blockzoo.blocks.common.conv_bn import ConvBN
+from blockzoo.checks import check_int, check_odd
+from blockzoo.errors import InputShapeError
+from blockzoo.papers import LSNET
+from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_block
 
-LSNET = Paper("LSNet: See Large, Focus Small", 2025, "CVPR", "2503.23135", id="S006",
-              url="https://github.com/THU-MIG/lsnet", authors="Wang et al.")
-
-__all__ = ["LSNET", "ConvBN", "LKP", "SKA", "LSConv", "ska", "ska_unfold"]
+__all__ = ["LSNET", "LKP", "SKA", "LSConv", "ska", "ska_unfold"]
 
 _T = "tests/test_lsnet.py::"
-
-
-# -------------------------------------------------------------------------------------------------------- ConvBN
-class ConvBN(nn.Sequential):
-    """Bias-free conv followed by BatchNorm (the official ``Conv2d_BN``); children ``c`` and ``bn``.
-
-    ``bn_weight_init`` is the BN scale at init (0 zero-initialises a residual branch's output); :meth:`fuse` returns
-    the equivalent biased ``nn.Conv2d`` for inference (uses the BN running statistics).
-    """
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
-                 groups: int = 1, bn_weight_init: float = 1.0):
-        super().__init__()
-        self.c = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs)
-        self.bn_weight_init = float(bn_weight_init)
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        """BN scale = ``bn_weight_init``, shift = 0 (survives the backbones' generic init)."""
-        nn.init.constant_(self.bn.weight, self.bn_weight_init)
-        nn.init.zeros_(self.bn.bias)
-
-    @torch.no_grad()
-    def fuse(self) -> nn.Conv2d:
-        c, bn = self.c, self.bn
-        scale = bn.weight / (bn.running_var + bn.eps).sqrt()
-        m = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,
-                      bias=True, device=c.weight.device, dtype=c.weight.dtype)
-        m.weight.copy_(c.weight * scale[:, None, None, None])
-        m.bias.copy_(bn.bias - bn.running_mean * scale)
-        return m
-
-    def out_size(self, size: tuple[int, int] | None) -> tuple[int, int] | None:
-        if size is None:
-            return None
-        k, s, p = self.c.kernel_size[0], self.c.stride[0], self.c.padding[0]
-        return tuple((v + 2 * p - k) // s + 1 for v in size)  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------------------- SKA
 def _check_ska_args(x: torch.Tensor, w: torch.Tensor) -> int:
     if x.ndim != 4 or w.ndim != 5:
-        raise ValueError(f"ska expects x of shape (N, C, H, W) and w of shape (N, C_w, k*k, H, W); got x "
-                         f"{tuple(x.shape)} and w {tuple(w.shape)}")
+        raise InputShapeError(f"ska expects x of shape (N, C, H, W) and w of shape (N, C_w, k*k, H, W); got x "
+                              f"{tuple(x.shape)} and w {tuple(w.shape)}")
     n, _, h, wd = x.shape
     if w.shape[0] != n or tuple(w.shape[3:]) != (h, wd):
-        raise ValueError(f"ska: w {tuple(w.shape)} must have the batch size and spatial size of x {tuple(x.shape)} "
-                         f"(one k x k kernel per position)")
+        raise InputShapeError(f"ska: w {tuple(w.shape)} must have the batch size and spatial size of x "
+                              f"{tuple(x.shape)} (one k x k kernel per position)")
     ks = math.isqrt(w.shape[2])
     if ks * ks != w.shape[2] or ks % 2 == 0:
-        raise ValueError(f"ska: w.shape[2] = {w.shape[2]} must be k*k for an odd kernel size k (9 for 3x3)")
+        raise InputShapeError(f"ska: w.shape[2] = {w.shape[2]} must be k*k for an odd kernel size k (9 for 3x3)")
     return ks
 
 
@@ -192,12 +156,13 @@ class LKP(nn.Module):
 
     def __init__(self, dim: int, lks: int = 7, sks: int = 3, groups: int = 8):
         super().__init__()
-        if dim % groups or dim < 2:
+        check_int(dim, "channels", min_value=1, owner="ls_conv")
+        check_odd(lks, "lks", owner="ls_conv")
+        check_odd(sks, "sks", owner="ls_conv")
+        if dim % check_int(groups, "groups", min_value=1, owner="ls_conv") or dim < 2:
             raise IncompatibleBlockError(
                 f"ls_conv needs the channel count ({dim}) to be divisible by groups={groups} (one dynamic kernel per "
                 f"{groups} channels); use a width divisible by {groups} or pass groups= (e.g. ls_conv(groups=4))")
-        if lks % 2 != 1 or sks % 2 != 1:
-            raise ValueError(f"ls_conv needs odd kernel sizes to keep the spatial size, got lks={lks}, sks={sks}")
         hidden, self.wc = dim // 2, dim // groups
         self.dim, self.lks, self.sks, self.groups = dim, lks, sks, groups
         self.cv1 = ConvBN(dim, hidden)
@@ -260,7 +225,7 @@ class LSConv(nn.Module):
         Claim("LSConv(x) = BN(SKA(x, LKP(x))) + x: the residual is inside the mixer", _T + "test_lsconv_residual"),
     ),
     requires=Requires(min_channels=8),
-    notes="Options: lks (7), sks (3), groups (8; C % groups == 0), residual (True: the output includes x).",
+    notes="C % groups == 0; residual=True: the output includes x.",
 )
 def ls_conv(channels: int, lks: int = 7, sks: int = 3, groups: int = 8, residual: bool = True) -> nn.Module:
     return LSConv(channels, lks=lks, sks=sks, groups=groups, residual=residual)

@@ -55,11 +55,10 @@ import torch.nn as nn
 
 from blockzoo.blocks.attention.se import SqueezeExcite
 from blockzoo.blocks.common.layers import ConvNormAct, make_act
-from blockzoo.registry import Claim, IncompatibleBlockError, Paper, Requires, register_block
-
-SPARTAN = Paper("SpaRTAN: Spatial Reinforcement Token-based Aggregation Network for Visual Recognition", 2025, "IJCNN",
-                "2507.10999", id="S024", url="https://github.com/henry-pay/SpaRTAN",
-                authors="Pay, Baskaran, Loo, Wong & See")
+from blockzoo.checks import check_input, check_int
+from blockzoo.errors import ConfigError
+from blockzoo.papers import SPARTAN
+from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_block
 
 BN_EPS = 1e-6            # official ``conv_norm = partial(nn.BatchNorm2d, eps=1e-6)``
 CONV_NORM = f"bn(eps={BN_EPS})"
@@ -98,7 +97,7 @@ class SMixer(nn.Module):
 
     def __init__(self, channels: int, grouped: bool = False, act: ActArg = "gelu", gamma_init: float = 1e-5):
         super().__init__()
-        if channels % 2 or channels < 8:
+        if check_int(channels, "channels", min_value=1, owner="spartan") % 2 or channels < 8:
             raise IncompatibleBlockError(
                 f"spartan (SMixer) needs an even channel count >= 8 (two branches of C/2 channels with an SE of "
                 f"C/8 hidden units; the official code asserts C % 8 == 0), got C={channels}. Use a width that is a "
@@ -139,9 +138,8 @@ class PairComplexMul(nn.Module):
         self.weight = nn.Parameter(torch.randn(pairs, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, "PairComplexMul", channels=2 * self.weight.shape[0])
         n, c, h, w = x.shape
-        if c != 2 * self.weight.shape[0]:
-            raise ValueError(f"PairComplexMul was built for {2 * self.weight.shape[0]} channels, got {c}")
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = x.float().reshape(n, c // 2, 2, h, w).movedim(2, -1).contiguous()
             z = torch.view_as_complex(z) * torch.view_as_complex(self.weight.float())[:, None, None]
@@ -161,10 +159,11 @@ class CMixer(nn.Module):
 
     def __init__(self, channels: int, expand_ratio: float = 4, grouped: bool = False, act: ActArg = "gelu"):
         super().__init__()
+        check_int(channels, "channels", min_value=1, owner="spartan_cmixer")
         r = float(expand_ratio)
         if r < 1 or r != int(r):
-            raise ValueError(f"spartan_cmixer needs an integer expand_ratio >= 1 (official: 4, 4, 2, 2 per stage), "
-                             f"got {expand_ratio}")
+            raise ConfigError(f"spartan_cmixer needs an integer expand_ratio >= 1 (official: 4, 4, 2, 2 per stage), "
+                              f"got {expand_ratio}")
         neck = channels * int(r)
         if channels < 4 or neck % 2:
             raise IncompatibleBlockError(
@@ -215,8 +214,7 @@ def _init(m: nn.Module) -> nn.Module:
                   _T + "test_smixer_structure_and_params"),
             Claim("SpaRTAN (official config, built from these mixers) has 3,820,296 parameters (paper: 3.8M)",
                   _T + "test_param_count_official")),
-    notes="Options: grouped (False; True = groups C/2, the official setting of the second half of the network), "
-          "act ('gelu'), gamma_init (1e-5). Needs an even C >= 8.",
+    notes="grouped=True: groups C/2, the official setting of the second half of the network. Needs an even C >= 8.",
 )
 def spartan(channels: int, grouped: bool = False, act: Any = "gelu", gamma_init: float = 1e-5) -> nn.Module:
     return _init(SMixer(channels, grouped=grouped, act=act, gamma_init=gamma_init))
@@ -233,8 +231,7 @@ def spartan(channels: int, grouped: bool = False, act: Any = "gelu", gamma_init:
                   "autocast", _T + "test_complex_pair_multiply"),
             Claim("3x3 conv depthwise (groups rC) in the first half, groups C in the second; SE hidden C/4",
                   _T + "test_cmixer_structure_and_params")),
-    notes="Options: expand_ratio (4; official 4, 4, 2, 2 per stage), grouped (False), act ('gelu'). "
-          "Needs C >= 4 and an even C * expand_ratio.",
+    notes="expand_ratio: official 4, 4, 2, 2 per stage. Needs C >= 4 and an even C * expand_ratio.",
 )
 def spartan_cmixer(channels: int, expand_ratio: float = 4, grouped: bool = False, act: Any = "gelu") -> nn.Module:
     return _init(CMixer(channels, expand_ratio=expand_ratio, grouped=grouped, act=act))
