@@ -12,9 +12,9 @@
 # once more: it skips the finished runs and writes the report over all seeds).
 # The non-local blocks (and the residual attention module) in *every* block at full 28x28 resolution cost 2-10x the
 # network's MACs (non-local in all 17 MobileNetV2 bottlenecks: 222 vs 23 MMACs) and did not finish one run in 20
-# minutes; their papers place them in late stages (non-local: res4), so they get their own sweep with
-# `--model-arg attn_stages=...` (and the `none` baseline retrained under the same command): ResNet-20 stages 2-3
-# (14x14, 7x7), MobileNetV2 bottleneck stages 3-4 (c = 64, 96 at 7x7 from 28 px: the res4-like stride-16 stage).
+# minutes; their papers place them in late stages (non-local: res4), so they get their own sweep with one attn value
+# per stage (`attn=[none,nonlocal,nonlocal]`; the `none` baseline retrained under the same command): ResNet-20 stages
+# 2-3 (14x14, 7x7), MobileNetV2 bottleneck stages 3-4 (c = 64, 96 at 7x7 from 28 px: the res4-like stride-16 stage).
 # Reports (leaderboard.md/csv, results.json, tradeoff.png) are copied to benchmarks/results/attn_<name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +33,11 @@ run() {  # name model variants subset [extra compare args...]
 }
 case "${1:-}" in
   resnet20) run resnet20 resnet20 "$(blocks nonlocal none)" 6000 "${@:2}" ;;
-  resnet20_late) run resnet20_late resnet20 none,nonlocal,sfnl 6000 --model-arg "attn_stages=(1,2)" "${@:2}" ;;
+  resnet20_late) run resnet20_late resnet20 "none,[none,nonlocal,nonlocal],[none,sfnl,sfnl]" 6000 "${@:2}" ;;
   mobilenetv2) run mobilenetv2_050_small mobilenetv2_050_small "$(blocks "$HEAVY" none,se,eca,coord,cbam)" 3000 \
                  "${@:2}" ;;
-  mobilenetv2_late) run mobilenetv2_050_small_late mobilenetv2_050_small none,nonlocal,sfnl,resattn 3000 \
-                      --model-arg "attn_stages=(3,4)" "${@:2}" ;;
+  mobilenetv2_late) late() { echo "[none,none,none,$1,$1,none,none]"; }
+                    run mobilenetv2_050_small_late mobilenetv2_050_small \
+                      "none,$(late nonlocal),$(late sfnl),$(late resattn)" 3000 "${@:2}" ;;
   *) echo "usage: $0 resnet20 | resnet20_late | mobilenetv2 | mobilenetv2_late" >&2; exit 2 ;;
 esac

@@ -13,10 +13,13 @@ import torch
 import torch.nn as nn
 
 from blockzoo import create_block, create_model
+from blockzoo.blocks.common.conv_bn import ConvBN
 from blockzoo.blocks.mixers.aff import AFFMixer, aff_params, frequency_filter
-from blockzoo.blocks.mixers.ffnified import ConvBN, FFNifiedAttention, RepDWConv
+from blockzoo.blocks.mixers.ffnified import FFNifiedAttention, RepDWConv
+from blockzoo.deploy import reparameterize
 from blockzoo.models.affnet import AFFBlock, AFFLayer, AFFNet
-from blockzoo.models.ffnet import FFBlock, FFNetDownsample, FFNetStem, reparameterize_ffnet
+from blockzoo.models.ffnet import FFBlock, FFNetDownsample, FFNetStem
+from blockzoo.models.metaformer import MetaFormer
 from blockzoo.profile import count_macs
 from blockzoo.registry import IncompatibleBlockError, get_model_spec
 
@@ -129,7 +132,7 @@ def test_aff_params_and_groups():
         create_block("aff", 4)
     # an incompatible width fails when the model is built, naming the position
     with pytest.raises(IncompatibleBlockError, match="stages.0.blocks.0.mixer"):
-        create_model("convnext_atto", mixer="aff", dims=(36, 72, 144, 288), stem="small", img_size=32)
+        MetaFormer((2, 2, 6, 2), (36, 72, 144, 288), mixer="aff", stem="small", img_size=32)
 
 
 def test_aff_dtypes_and_backbones():
@@ -194,6 +197,18 @@ def test_affnet_structure():
     swapped = create_model("affnet_et_small", mixer="dwconv", norm="ln2d")
     assert not any(isinstance(x, AFFMixer) for x in swapped.modules())
     assert n_params(swapped) == n_params(small) - sum(aff_params(c) - 50 * c for c in [64] * 2 + [104] * 4 + [144] * 3)
+
+
+def test_affnet_mask_act_is_the_model_act():
+    """The official AFFNet ties the AFF mask's activation to the network's one activation (not ReLU with SiLU
+    convs); an explicit mask_act still wins, and the block on its own keeps the module's ReLU default."""
+    def mask_acts(m):
+        return {type(a).__name__ for x in m.modules() if isinstance(x, AFFMixer) for a in (x.act_r, x.act_i)}
+
+    assert mask_acts(create_model("affnet_t", img_size=64)) == {"SiLU"}
+    assert mask_acts(create_model("affnet_t", img_size=64, act="gelu")) == {"GELU"}
+    assert mask_acts(create_model("affnet_t", img_size=64, mixer="aff(mask_act=relu)")) == {"ReLU"}
+    assert mask_acts(create_block("aff", 16)) == {"ReLU"}
 
 
 def test_affnet_layer_order():
@@ -312,7 +327,7 @@ def test_ffnet_param_counts():
         m = meta_model(name).eval()
         assert n_params(m) == train == spec.reference["params_1000cls"]
         with torch.device("meta"):
-            reparameterize_ffnet(m)
+            m = reparameterize(m)
         assert n_params(m) == deploy == spec.reference["params_1000cls_deploy"]
         assert abs(deploy - spec.paper_params) / spec.paper_params < 0.005     # the paper counts the deploy form
     assert n_params(meta_model("ffnet_nano")) == 1_992_874 == get_model_spec("ffnet_nano").reference[
@@ -351,29 +366,26 @@ def test_ffnet_block_order():
     torch.testing.assert_close(blk(x), x1 + blk.mlp(blk.dwconv(x1)))
 
 
-@pytest.mark.parametrize("convert", ["reparameterize_ffnet", "generic"])
-def test_ffnet_deploy_equivalence(convert, capsys):
-    """reparameterize_ffnet and the generic blockzoo.deploy.reparameterize (which FFNet models route to it) both give
-    the full deploy form; converting twice is harmless; `blockzoo profile --deploy` profiles that form."""
-    from blockzoo.deploy import reparameterize
-    fn = reparameterize_ffnet if convert == "reparameterize_ffnet" else reparameterize
+def test_ffnet_deploy_equivalence(capsys):
+    """blockzoo.deploy.reparameterize gives FFNet's full deploy form as a copy (the model is left as it was);
+    converting again in place is harmless; `blockzoo profile --deploy` profiles that form."""
     torch.manual_seed(0)
     m = create_model("ffnet_nano")
     randomize_bn(m)
     m.eval()
     x = torch.randn(2, 3, 32, 28)
     y = m(x)
-    fn(m)
-    assert not any(isinstance(mod, (RepDWConv, ConvBN)) for mod in m.modules())
-    assert sum(isinstance(mod, nn.BatchNorm2d) for mod in m.modules()) == 1     # only the head BN stays
-    torch.testing.assert_close(m(x), y, rtol=1e-4, atol=1e-4)
-    fn(m)  # idempotent
-    torch.testing.assert_close(m(x), y, rtol=1e-4, atol=1e-4)
-    if convert == "generic":
-        from blockzoo.cli import main
-        assert main(["profile", "ffnet_nano", "--deploy", "--no-latency", "--json"]) == 0
-        rep = json.loads(capsys.readouterr().out)
-        assert rep["params"] == sum(p.numel() for p in m.parameters()) < 1_992_874 and "deploy form" in rep["model"]
+    d = reparameterize(m)
+    assert sum(isinstance(mod, RepDWConv) for mod in m.modules()) > 0                # the original is untouched
+    assert not any(isinstance(mod, (RepDWConv, ConvBN)) for mod in d.modules())
+    assert sum(isinstance(mod, nn.BatchNorm2d) for mod in d.modules()) == 1     # only the head BN stays
+    torch.testing.assert_close(d(x), y, rtol=1e-4, atol=1e-4)
+    assert reparameterize(d, inplace=True) is d                                  # idempotent
+    torch.testing.assert_close(d(x), y, rtol=1e-4, atol=1e-4)
+    from blockzoo.cli import main
+    assert main(["profile", "ffnet_nano", "--deploy", "--no-latency", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["params"] == sum(p.numel() for p in d.parameters()) < 1_992_874 and "deploy form" in rep["model"]
 
 
 @pytest.mark.slow
@@ -383,7 +395,6 @@ def test_ffnet_macs(name):
     size = spec.input_size[1]
     m = create_model(name).eval()
     assert count_macs(m, (3, size, size)).macs == spec.reference[f"macs_{size}"]
-    reparameterize_ffnet(m)
-    macs = count_macs(m, (3, size, size)).macs
+    macs = count_macs(reparameterize(m), (3, size, size)).macs
     assert macs == spec.reference[f"macs_{size}_deploy"]
     assert abs(macs - spec.paper_macs) / spec.paper_macs < 0.03

@@ -14,9 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blockzoo.blocks.common.layer_scale import LayerScale
+from blockzoo.blocks.common.metaformer import MetaFormerBlock
 from blockzoo.blocks.mixers.gnconv import GlobalLocalFilter, GnConv, gnconv_dims
 from blockzoo.models import hornet as hornet_mod
-from blockzoo.models.metaformer import LayerScale, MetaFormerBlock
 from blockzoo.registry import IncompatibleBlockError, create_block, create_model, get_model_spec
 
 

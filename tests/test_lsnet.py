@@ -11,8 +11,17 @@ import torch.nn as nn
 
 from blockzoo import create_block, create_model
 from blockzoo.blocks.mixers.ls_conv import LKP, LSConv, ska, ska_unfold
-from blockzoo.models.lsnet import (_DEPLOY_PARAMS, _MACS, _PARAMS, CONFIGS, LSNetAttention, LSNetBlock, RepVGGDW,
-                                   _se_value)
+from blockzoo.deploy import reparameterize
+from blockzoo.models.lsnet import (
+    _DEPLOY_PARAMS,
+    _MACS,
+    _PARAMS,
+    CONFIGS,
+    LSNetAttention,
+    LSNetBlock,
+    RepVGGDW,
+    _se_value,
+)
 from blockzoo.registry import IncompatibleBlockError, get_model_spec
 
 
@@ -166,7 +175,7 @@ def test_param_counts(name):
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_deploy_param_counts(name):
-    m = create_model(name).reparameterize()
+    m = reparameterize(create_model(name))
     assert _n_params(m) == _DEPLOY_PARAMS[name]
     assert abs(_n_params(m) / CONFIGS[name][2] - 1) <= 0.005
     assert not any(isinstance(x, nn.BatchNorm1d) for x in m.modules())
@@ -185,7 +194,7 @@ def test_reparameterize_keeps_function():
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         y0 = m(x)
-        y1 = m.reparameterize()(x)
+        y1 = reparameterize(m)(x)
     torch.testing.assert_close(y1, y0, rtol=1e-4, atol=1e-5)
     rep = RepVGGDW(8)
     _randomize_bn(rep)

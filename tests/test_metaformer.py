@@ -11,11 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import registry
-from blockzoo.blocks.mixers.basic import DWConv, InceptionDWConv2d
-from blockzoo.models.metaformer import (DropPath, LayerScale, MetaFormer, MetaFormerBlock, MetaNeXtBlock,
-                                        drop_path_schedule)
-from blockzoo.registry import (BlockSpec, IncompatibleBlockError, Requires, create_block, create_model,
-                               get_model_spec)
+from blockzoo.blocks.common.drop import DropPath, drop_path_schedule
+from blockzoo.blocks.common.layer_scale import LayerScale
+from blockzoo.blocks.common.metaformer import MetaFormerBlock, MetaNeXtBlock
+from blockzoo.blocks.mixers.dwconv import DWConv
+from blockzoo.blocks.mixers.inception_dw import InceptionDWConv2d
+from blockzoo.models.base import PerBlock
+from blockzoo.models.metaformer import MetaFormer
+from blockzoo.registry import BlockSpec, IncompatibleBlockError, Requires, create_block, create_model, get_model_spec
 
 
 def n_params(m: nn.Module) -> int:
@@ -351,21 +354,17 @@ def test_requires_checked_against_feature_size(monkeypatch):
     assert seen == [(64, 64)] * 2 + [(32, 32)] * 2 + [(16, 16)] * 6 + [(8, 8)] * 2
 
 
-def test_mixer_kwargs_per_stage_and_per_block():
-    kw = [{"kernel_size": k} for k in (3, 5, 7, 9)]
-    m = create_model("convnext_atto", mixer_kwargs_per_stage=kw, mixer_kwargs_for="dwconv")
+def test_mixer_per_block():
+    """Per-stage / per-block mixers use the one backbone convention (models.base.PerBlock; lists in test_base)."""
+    m = create_model("convnext_atto", mixer=PerBlock(lambda s, b: f"dwconv(kernel_size={(3, 5, 7, 9)[s]})"))
     assert [st.blocks[0].mixer.kernel_size[0] for st in m.stages] == [3, 5, 7, 9]
-    m = create_model("convnext_atto", mixer="dwconv(kernel_size=11)", mixer_kwargs_per_stage=kw,
-                     mixer_kwargs_for="dwconv")                     # the user's keywords win
-    assert {st.blocks[0].mixer.kernel_size[0] for st in m.stages} == {11}
-    m = create_model("convnext_atto", mixer="maxpool", mixer_kwargs_per_stage=kw, mixer_kwargs_for="dwconv")
-    assert all(isinstance(st.blocks[0].mixer, nn.MaxPool2d) for st in m.stages)   # not handed to another mixer
-    m = create_model("convnext_atto", mixer_kwargs_per_stage=lambda s, b: {"kernel_size": 3 + 2 * b})
+    m = create_model("convnext_atto", mixer=PerBlock(lambda s, b: ("dwconv", {"kernel_size": 3 + 2 * b})))
     assert [blk.mixer.kernel_size[0] for blk in m.stages[2].blocks] == [3, 5, 7, 9, 11, 13]
-    m = create_model("convnext_atto", mixer_per_block=lambda s, b, mix: mix if s < 2 else "pool")
+    m = create_model("convnext_atto", mixer=PerBlock(lambda s, b: "dwconv" if s < 2 else "pool"))
     assert isinstance(m.stages[1].blocks[1].mixer, DWConv) and type(m.stages[3].blocks[0].mixer).__name__ == "Pool"
-    with pytest.raises(ValueError, match="stages"):
-        create_model("convnext_atto", mixer_kwargs_per_stage=kw[:3])
+    m = create_model("convnext_atto", attn=PerBlock(lambda s, b: "se" if s == 3 else "none"))
+    assert type(m.stages[3].blocks[0].attn).__name__ != "Identity" and isinstance(m.stages[2].blocks[0].attn,
+                                                                                  nn.Identity)
 
 
 def test_heads_pre_logits_and_reset():
@@ -407,7 +406,7 @@ def test_custom_block_and_metaformer_direct():
 def test_model_pickles_and_reset_keeps_head_body():
     import io
     m = create_model("inception_next_atto", num_classes=4, stem="small", img_size=32,
-                     mixer_per_block=lambda s, b, mix: mix)
+                     mixer=PerBlock(lambda s, b: "inception_dw"))
     buf = io.BytesIO()
     torch.save(m, buf)                                             # no closures kept on the module
     w = m.head_pre.fc1.weight.clone()
@@ -423,3 +422,12 @@ def test_convnext_tiny_macs_close_to_resnet50():
     cx = count_macs(create_model("convnext_tiny"), (3, 224, 224)).macs
     r50 = count_macs(create_model("resnet50"), (3, 224, 224)).macs
     assert 1.0 < cx / r50 < 1.15
+
+
+def test_variant_options_show_the_variants_defaults():
+    """The registry lists a MetaFormer variant's own configuration as its option defaults, not the skeleton's."""
+    opts = registry.model_options("poolformer_s12")
+    assert opts["ls_init_value"] == 1e-5 and opts["head_norm"] == "pre" and opts["stem"] == "overlap"
+    assert tuple(opts["depths"]) == (2, 2, 6, 2) and tuple(opts["dims"]) == (64, 128, 320, 512)
+    assert registry.model_options("convnext_atto")["head_norm"] == "post"
+    assert create_model("convnext_atto", dims=(8, 16, 24, 32), num_classes=3).num_features == 32

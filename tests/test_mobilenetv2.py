@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from blockzoo.models.mobilenetv2 import ATTN_RULES, InvertedResidual, MobileNetV2, attn_rule, eca_official_k
+from blockzoo.blocks.common.inverted_residual import InvertedResidual
+from blockzoo.models.base import PerBlock
+from blockzoo.models.mobilenetv2 import ATTN_RULES, MobileNetV2, attn_rule, eca_official_k
 from blockzoo.registry import create_model, get_info, get_model_spec, list_models
 
 TABLE = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -63,7 +65,7 @@ def _hand_macs(width: float, size: int = 224, num_classes: int = 1000) -> int:
     stem, blocks, head, h = _plan(width, size=size)
     hs = math.ceil(size / 2)
     m, hin = hs * hs * 27 * stem, hs
-    for cin, hid, cout, st, hout in blocks:
+    for cin, hid, cout, _stride, hout in blocks:
         if hid != cin:
             m += hin * hin * cin * hid
         m += hout * hout * hid * 9 + hout * hout * hid * cout
@@ -172,14 +174,13 @@ def test_eca_params_per_module():
         create_model("mobilenetv2_100", attn="se", eca_k_official=True)
 
 
-def test_attn_stages_limits_blocks_to_chosen_stages():
+def test_attn_per_stage_limits_blocks_to_chosen_stages():
     # stage rows (n = 1, 2, 3, 4, 3, 3, 1): stages 5 and 6 are the last 4 blocks
-    m = create_model("mobilenetv2_050_small", in_chans=1, num_classes=10, attn="nonlocal", attn_stages=(5, 6))
+    m = create_model("mobilenetv2_050_small", in_chans=1, num_classes=10,
+                     attn=PerBlock(lambda stage, block: "nonlocal" if stage >= 5 else "none"))
     has = [not isinstance(b.attn, nn.Identity) for b in m.blocks]
     assert has == [False] * 13 + [True] * 4
     assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    with pytest.raises(ValueError, match="attn_stages"):
-        create_model("mobilenetv2_050_small", attn="se", attn_stages=(7,))
 
 
 # --------------------------------------------------------------------------------------------------- structure

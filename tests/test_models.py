@@ -1,9 +1,9 @@
 """Backbone fidelity: exact parameter counts at paper settings and the timm-like model contract."""
 import pytest
 import torch
-import torch.nn as nn
 
 from blockzoo import create_model, list_models
+from blockzoo.models.base import PerBlock
 from blockzoo.registry import get_model_spec
 
 EXACT = [  # (model, kwargs, params) at 3 input channels; 10 classes for CIFAR models, 1000 for ImageNet ones
@@ -95,7 +95,7 @@ def test_resnet50_macs():
 def test_eca_official_per_stage_kernels():
     """The released ECA-Net50 checkpoint ('k3557') uses hand-picked per-stage kernels instead of the paper formula."""
     ks = (3, 5, 5, 7)
-    m = create_model("ecaresnet50", attn_kwargs_per_stage=tuple({"k_size": k} for k in ks))
+    m = create_model("ecaresnet50", attn=PerBlock(lambda stage, block: f"eca(k_size={ks[stage]})"))
     got = [blk.attn.k_size for stage in m.layers for blk in stage]
     assert got == [3] * 3 + [5] * 4 + [5] * 6 + [7] * 3
     assert nparams(m) == 25_557_032 + 3 * 3 + 4 * 5 + 6 * 5 + 3 * 7

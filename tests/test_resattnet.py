@@ -6,7 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import create_block, create_model, get_info
-from blockzoo.models.resattnet import PreActBottleneck, ResidualAttentionModule, SoftMaskBranch
+from blockzoo.blocks.attention.residual_attention import PreActBottleneck, ResidualAttentionModule, SoftMaskBranch
+from blockzoo.errors import ConfigError
 
 
 def nparams(m: nn.Module) -> int:
@@ -125,11 +126,13 @@ def test_mask_unit_counts_per_stage_setting():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match="downsamples >= 1"):
+    with pytest.raises(ConfigError, match="downsamples must be an integer >= 1"):
         SoftMaskBranch(8, downsamples=0)
-    with pytest.raises(ValueError, match="gate must be one of"):
+    with pytest.raises(ConfigError, match="gate must be one of"):
         ResidualAttentionModule(8, gate="relu")
-    with pytest.raises(ValueError, match="at least 4 output channels"):
+    with pytest.raises(ConfigError, match="p must be an integer >= 0"):
+        ResidualAttentionModule(8, p=-1)
+    with pytest.raises(ConfigError, match="at least 4 output channels"):
         PreActBottleneck(3, 3)
     model = create_model("resattnet56_cifar")
     with pytest.raises(ValueError, match="in_chans=1"):

@@ -14,10 +14,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blockzoo.blocks.common.layer_scale import LayerScale
 from blockzoo.blocks.mixers.spartan import CMixer, PairComplexMul, SMixer, official_init
-from blockzoo.models.metaformer import LayerScale
-from blockzoo.models.spartan import (OFFICIAL_DROP_PATH_RATE, SpaRTANBlock, SpaRTANDownsample, SpaRTANStem,
-                                     spartan_entry, SPARTAN_CONFIG)
+from blockzoo.models.spartan import (
+    OFFICIAL_DROP_PATH_RATE,
+    SPARTAN_CONFIG,
+    SpaRTANBlock,
+    SpaRTANDownsample,
+    SpaRTANStem,
+    spartan_entry,
+)
 from blockzoo.registry import IncompatibleBlockError, create_block, create_model, get_model_spec
 
 

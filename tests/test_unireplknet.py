@@ -14,13 +14,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import create_block, create_model
-from blockzoo.blocks.mixers.basic import DWConv
-from blockzoo.blocks.mixers.dilated_reparam import (KERNEL_TABLE, DilatedReparamBlock, dilated_to_dense,
-                                                    merge_dilated_into_large_kernel)
-from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn, reparameterize
-from blockzoo.models.metaformer import LayerScale
-from blockzoo.models.unireplknet import (GRN, KernelSchedule, UniRepLKNetBlock, UniRepLKNetStem,
-                                         default_kernel_sizes)
+from blockzoo.blocks.common.layer_scale import LayerScale
+from blockzoo.blocks.mixers.dilated_reparam import (
+    KERNEL_TABLE,
+    DilatedReparamBlock,
+    dilated_to_dense,
+    merge_dilated_into_large_kernel,
+)
+from blockzoo.blocks.mixers.dwconv import DWConv
+from blockzoo.deploy.reparam import reparameterize
+from blockzoo.models.unireplknet import GRN, KernelSchedule, UniRepLKNetBlock, UniRepLKNetStem, default_kernel_sizes
 from blockzoo.registry import get_model_spec
 
 
@@ -179,67 +182,6 @@ def test_drb_custom_table_and_errors():
         create_block("dilated_reparam", 4, kernel_size=7, kernel_sizes=(3, 3), dilations=(2, 2))
 
 
-# -------------------------------------------------------------------------------------------------- deploy
-def test_fuse_conv_bn():
-    torch.manual_seed(0)
-    for bias, affine in ((True, True), (False, True), (True, False)):
-        conv = nn.Conv2d(6, 9, 3, stride=2, padding=2, dilation=2, groups=3, bias=bias)
-        bn = nn.BatchNorm2d(9, affine=affine)
-        with torch.no_grad():
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.2, 3)
-            if affine:
-                bn.weight.uniform_(-2, 2)
-                bn.bias.uniform_(-1, 1)
-        conv.eval(), bn.eval()
-        fused = fuse_conv_bn(conv, bn)
-        assert isinstance(fused, nn.Conv2d) and fused.bias is not None
-        assert (fused.stride, fused.padding, fused.dilation, fused.groups) == ((2, 2), (2, 2), (2, 2), 3)
-        x = torch.randn(2, 6, 13, 10)
-        with torch.no_grad():
-            torch.testing.assert_close(fused(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
-    # bn_scale_shift by hand: gamma 2, beta 1, mean 3, var 4 - eps -> scale 1, shift -2
-    bn = nn.BatchNorm2d(1)
-    with torch.no_grad():
-        bn.weight.fill_(2.0), bn.bias.fill_(1.0), bn.running_mean.fill_(3.0), bn.running_var.fill_(4.0 - bn.eps)
-    s, t = bn_scale_shift(bn)
-    assert math.isclose(s.item(), 1.0, rel_tol=1e-7) and math.isclose(t.item(), -2.0, rel_tol=1e-7)  # fp32 stats
-    with pytest.raises(TypeError, match="BatchNorm"):
-        fuse_conv_bn(nn.Conv2d(2, 2, 1), nn.GroupNorm(1, 2))
-    with pytest.raises(ValueError, match="running statistics"):
-        fuse_conv_bn(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2, track_running_stats=False))
-    with pytest.raises(ValueError, match="channels"):
-        fuse_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(2))
-
-
-def test_reparameterize_walker_order_and_return():
-    calls: list[str] = []
-
-    class Leaf(nn.Module):
-        def __init__(self, tag: str):
-            super().__init__()
-            self.tag = tag
-
-        def reparameterize(self):
-            calls.append(self.tag)
-
-    class Parent(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.child = Leaf("old")
-
-        def reparameterize(self):
-            calls.append("parent")
-            self.child = Leaf("new")   # replaced children are visited after the parent converted
-
-    model = nn.Sequential(Parent(), nn.ReLU(), Leaf("leaf"))
-    assert reparameterize(model) is model
-    assert calls == ["parent", "new", "leaf"]
-    with pytest.raises(TypeError):
-        reparameterize("model")  # type: ignore[arg-type]
-
-
-# ------------------------------------------------------------------------------------------------- block
 def test_grn_hand_computed():
     g = GRN(2)
     with torch.no_grad():
@@ -370,12 +312,12 @@ def test_model_reparam_equivalence():
     x = torch.randn(2, 3, 64, 56)
     with torch.no_grad():
         y0 = m(x)
-        assert reparameterize(m) is m
+        assert reparameterize(m, inplace=True) is m
         y1 = m(x)
     assert (y0 - y1).abs().max().item() < 1e-4 * y0.abs().max().item()
     assert not any(isinstance(mm, nn.BatchNorm2d) for mm in m.modules())
     assert all(b.dwconv.deployed for s in m.stages[1:] for b in s.blocks)
-    reparameterize(m)   # a second pass changes nothing
+    reparameterize(m, inplace=True)   # a second pass changes nothing
     with torch.no_grad():
         torch.testing.assert_close(m(x), y1)
 
@@ -388,15 +330,16 @@ def test_slot_swaps_and_kernel_overrides():
     assert all(isinstance(b.dwconv, DilatedReparamBlock) and b.dwconv.kernel_size == 9
                for s in m.stages for b in s.blocks)
     ks = ((5, 5), (7, 7), (9,) * 6, (3, 3))
-    m = create_model("unireplknet_a_small", kernel_sizes=ks)
+    m = create_model("unireplknet_a_small", mixer=KernelSchedule(ks))          # the per-block mixer value
     assert [isinstance(b.dwconv, DilatedReparamBlock) for b in m.stages[0].blocks] == [False, False]  # 5 < 7: plain
     assert [b.dwconv.kernel_size for b in m.stages[2].blocks] == [9] * 6
-    with pytest.raises(ValueError, match="kernel_sizes"):
-        create_model("unireplknet_a_small", kernel_sizes=((3,), (13, 13), (13,) * 6, (13, 13)))
+    with pytest.raises(ValueError, match="kernel_sizes must match the depths"):
+        create_model("unireplknet_a_small", mixer=KernelSchedule(((3,), (13, 13), (13,) * 6, (13, 13))))
     m = create_model("unireplknet_a_small", attn="none", num_classes=3, in_chans=1)
     assert isinstance(m.stages[0].blocks[0].se, nn.Identity)
     assert m(torch.randn(1, 1, 28, 28)).shape == (1, 3)
-    assert KernelSchedule(((3,), (13,)))(1, 0, "gcp") == "gcp"
+    assert KernelSchedule(((3,), (13,)))(0, 0) == ("dwconv", {"kernel_size": 3, "bias": False})
+    assert KernelSchedule(((3,), (13,)))(1, 0) == ("dilated_reparam", {"kernel_size": 13})
 
 
 def test_small_variant():
@@ -418,9 +361,10 @@ def test_dilated_reparam_in_convnext_reparameterizes():
     x = torch.randn(1, 3, 30, 26)
     with torch.no_grad():
         y0 = m(x)
-        y1 = reparameterize(m)(x)
+        d = reparameterize(m)
+        y1 = d(x)
     assert (y0 - y1).abs().max().item() < 1e-4 * y0.abs().max().item()
-    assert not any(isinstance(mm, nn.BatchNorm2d) for mm in m.modules())
+    assert not any(isinstance(mm, nn.BatchNorm2d) for mm in d.modules())
 
 
 @pytest.mark.slow

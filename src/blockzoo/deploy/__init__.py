@@ -1,2 +1,2 @@
 """Deployment tools: structural re-parameterisation and BN folding (more in later issues)."""
-from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn, reparameterize  # noqa: F401
+from blockzoo.deploy.reparam import bn_scale_shift, fuse_bn_linear, fuse_conv_bn, reparameterize  # noqa: F401

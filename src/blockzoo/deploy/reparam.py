@@ -3,30 +3,43 @@
 Structural re-parameterisation (RepVGG, RepLKNet, UniRepLKNet [S016/S084: Ding et al., "UniRepLKNet: A Universal
 Perception Large-Kernel ConvNet for Audio, Video, Point Cloud, Time-Series and Image Recognition", CVPR 2024,
 arXiv:2311.15599]) trains a multi-branch block and converts it, after training, into a single-branch block that
-computes *the same function in eval mode* but runs faster. Conversion is in place; BatchNorm is folded with its
-running statistics, so the converted model equals the original **in eval mode only** (in train mode the original
-would normalise with batch statistics). Convert trained models, then evaluate them with ``model.eval()``.
+computes *the same function in eval mode* but runs faster. BatchNorm is folded with its running statistics, so the
+converted model equals the original **in eval mode only** (in train mode the original would normalise with batch
+statistics). Convert trained models, then evaluate them with ``model.eval()``.
 
-API
----
-- :func:`reparameterize(model) <reparameterize>` walks ``model`` top-down and calls ``m.reparameterize()`` on every
-  module ``m`` that has such a method (the root included; children are visited *after* their parent converted, so a
-  parent may replace them), and returns ``model``. This is the protocol of timm's ``reparameterize_model`` and
-  UniRepLKNet's ``reparameterize_unireplknet``. A module's ``reparameterize()`` must be idempotent (a second call is
-  a no-op) because the walker may reach a module its parent already converted.
-- :func:`fuse_conv_bn(conv, bn) <fuse_conv_bn>` returns a new ``nn.Conv2d`` (with bias) equal to ``bn(conv(x))`` in
-  eval mode; any stride / padding / dilation / groups. :func:`bn_scale_shift` gives the per-channel affine map
-  ``bn(x) = scale * x + shift`` of an eval-mode BatchNorm, for folding into other layers (e.g. a Linear).
+The protocol (one walker for every family)
+------------------------------------------
+:func:`reparameterize(model, inplace=False) <reparameterize>` walks ``model`` top-down and converts every module
+that has one of two hooks (the root included):
+
+- ``fuse() -> nn.Module``: returns a **replacement** module (e.g. ``ConvBN.fuse()`` -> one biased ``nn.Conv2d``);
+  the walker swaps it into the parent (or returns it, for the root) and then walks the replacement.
+- ``reparameterize() -> None``: converts the module **in place** (e.g. a block folding its BN into the conv before
+  it); the walker then visits its (then current) children, so a parent may replace them first.
+
+Both hooks must be idempotent (a converted module's ``fuse()`` returns ``self`` or it has no hook; a second
+``reparameterize()`` is a no-op) and should keep the module's device and dtype (fold in float64 with
+:func:`fuse_conv_bn` / :func:`bn_scale_shift` and cast back); the walker casts the converted model back to the
+original's dtype in any case, so a float64 or bfloat16 model stays one. By default the walker converts a deep copy
+and returns it, like timm's ``reparameterize_model``; ``inplace=True`` converts ``model`` itself (and returns it, or
+the root's replacement). Blocks and models implement hooks only; they do not walk their children themselves.
+
+Helpers: :func:`fuse_conv_bn(conv, bn) <fuse_conv_bn>` returns a new ``nn.Conv2d`` (with bias) equal to
+``bn(conv(x))`` in eval mode, any stride / padding / dilation / groups; :func:`bn_scale_shift` gives the
+per-channel affine map ``bn(x) = scale * x + shift`` of an eval-mode BatchNorm, for folding into other layers (a
+Linear after a BatchNorm1d, a 1x1 conv after a BatchNorm2d).
 
 Folding: with ``s = gamma / sqrt(running_var + eps)``, ``W' = W * s`` (per output channel) and
 ``b' = (b - running_mean) * s + beta``. Computed in float64 and cast back to the conv's dtype.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
-__all__ = ["reparameterize", "fuse_conv_bn", "bn_scale_shift"]
+__all__ = ["reparameterize", "fuse_conv_bn", "fuse_bn_linear", "bn_scale_shift"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -73,21 +86,47 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     return fused
 
 
-def reparameterize(model: nn.Module) -> nn.Module:
-    """Convert ``model`` in place to its deploy form: call ``reparameterize()`` on every module that has it.
+def fuse_bn_linear(bn: nn.Module, linear: nn.Linear) -> nn.Linear:
+    """A new ``nn.Linear`` (with bias) computing ``linear(bn(x))`` for an eval-mode BatchNorm1d on ``(N, F)`` inputs
+    (e.g. LSNet's head); same device and dtype, the inputs are not modified."""
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"fuse_bn_linear expects an nn.Linear after the BatchNorm, got {type(linear).__name__}")
+    scale, shift = bn_scale_shift(bn)
+    w = linear.weight.detach()
+    b = linear.bias.detach().double() if linear.bias is not None else w.new_zeros(linear.out_features).double()
+    fused = nn.Linear(linear.in_features, linear.out_features, bias=True, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        fused.weight.copy_((w.double() * scale[None, :]).to(w.dtype))
+        fused.bias.copy_((b + w.double() @ shift).to(w.dtype))
+    fused.train(linear.training)
+    return fused
 
-    Top-down walk: a module is converted before its (then current) children are visited. Returns ``model``. The
-    result matches the original in eval mode (BatchNorms are folded with their running statistics).
-    """
+
+def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """The deploy form of ``model``: every ``fuse()`` / ``reparameterize()`` hook applied, top-down (see the module
+    docstring). Returns a converted deep copy (``inplace=False``, the default) or converts ``model`` itself. The
+    result matches the original in eval mode (BatchNorms are folded with their running statistics)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"reparameterize expects an nn.Module, got {type(model).__name__}")
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    with torch.no_grad():
+        converted = _convert(model if inplace else copy.deepcopy(model))
+    if len(dtypes) == 1:     # a hook that built a default-dtype layer must not change the model's dtype
+        converted.to(dtypes.pop())
+    return converted
 
-    def visit(m: nn.Module) -> None:
-        fn = getattr(m, "reparameterize", None)
-        if callable(fn):
-            fn()
-        for child in list(m.children()):
-            visit(child)
 
-    visit(model)
-    return model
+def _convert(m: nn.Module) -> nn.Module:
+    fuse = getattr(m, "fuse", None)
+    if callable(fuse):
+        new = fuse()
+        if new is not m:
+            return _convert(new)
+    fn = getattr(m, "reparameterize", None)
+    if callable(fn):
+        fn()
+    for name, child in list(m.named_children()):
+        new = _convert(child)
+        if new is not child:
+            setattr(m, name, new)
+    return m

@@ -42,7 +42,8 @@ Choices (facts we could not find)
 - AFFNet's training configs are not in the repository (only links to Google Drive). Activation: swish (the
   MobileViT configs the code derives from). Block norm: ``layer_norm_2d`` (GroupNorm(1, C), the code's fallback);
   the argparse default ``layer_norm`` (per-pixel channel LayerNorm, our ``ln2d``) is ``norm="ln2d"`` -- same
-  parameter count. Mask activation of ``aff``: ReLU (see the mixer's docstring).
+  parameter count. Mask activation of ``aff``: the model's ``act`` (the official code ties both to the one
+  network-wide activation); ``mixer="aff(mask_act=relu)"`` sets another.
 - Init (ml-cvnets defaults): Kaiming-normal fan-out convs, norms 1/0, classifier normal(0, 0.01) with zero bias;
   the ``aff`` mask weights keep their normal(0, 0.02) init. ``drop_rate`` (classifier dropout) defaults to 0 and
   ``drop_path_rate`` (linear over the AFF layers) to 0; the official Block has no drop path.
@@ -50,17 +51,10 @@ Choices (facts we could not find)
   :mod:`blockzoo.models.mobilenetv2`): 32 px -> 32, 32, 32, 16, 8, 4; same parameters as the ImageNet model.
   Registered: ``affnet_et_small`` (AFFNet-ET widths, 10 classes, 32 px).
 
-Paper (README and paper table: 256 px, ImageNet-1K) vs ours (1000 classes; params exact, asserted in
-``tests/test_aff_ffnet.py``; MACs with ``blockzoo.profile.count_macs`` at 256 px: convs, linears, the mask
-generator's matmuls and the FFTs under ``FFT_CONVENTION``):
-
-=========== ============= ============== ======== ============ ============ ========
-model       params paper  params ours    diff     FLOPs paper  MACs ours    diff
-=========== ============= ============== ======== ============ ============ ========
-affnet_et   1.4M          1,436,264      +2.6%    0.4G         0.360G       -10.0%
-affnet_t    2.6M          2,654,232      +2.1%    0.8G         0.792G       -1.0%
-affnet      5.5M          5,568,696      +1.2%    1.5G         1.462G       -2.6%
-=========== ============= ============== ======== ============ ============ ========
+The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``). Paper:
+README and paper table, 256 px, ImageNet-1K. Params exact (asserted in ``tests/test_aff_ffnet.py``); MACs with
+``blockzoo.profile.count_macs`` at 256 px: convs, linears, the mask generator's matmuls and the FFTs under
+``FFT_CONVENTION``.
 
 **The paper's figures are printed to 0.1M / 0.1G and our exact counts do not meet a 0.5% parameter tolerance
 against them.** What matches: every parameter count lies in the interval the printed figure *truncates* from
@@ -79,12 +73,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from blockzoo.blocks.common.drop import DropPath, drop_path_schedule
+from blockzoo.blocks.common.inverted_residual import InvertedResidual
 from blockzoo.blocks.common.layers import ConvNormAct, make_norm
-from blockzoo.blocks.mixers.aff import AFFNET
-from blockzoo.models.base import Backbone, init_weights, out_size, to_size
-from blockzoo.models.metaformer import DropPath, drop_path_schedule
-from blockzoo.models.mobilenetv2 import InvertedResidual
-from blockzoo.registry import Claim, build_slot, register_model
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
+from blockzoo.papers import AFFNET
+from blockzoo.registry import Claim, build_slot, parse_slot_value, register_model
 
 __all__ = ["AFFLayer", "AFFBlock", "AFFNet", "AFFNET_CONFIGS"]
 
@@ -131,6 +126,16 @@ AFFNET_CONFIGS: dict[str, tuple[float, tuple[int, ...], tuple[int, int, int], tu
 }
 
 
+def _tie_mask_act(value: Any, act: Any) -> Any:
+    """The official AFFNet gives the AFF mask the network's one activation: an ``aff`` mixer without its own
+    ``mask_act`` gets the model's ``act``."""
+    name, kw = parse_slot_value(value)
+    return (name, {**kw, "mask_act": act}) if name == "aff" and "mask_act" not in kw else value
+
+
+SLOTS = {"mixer": "aff", "norm": "gn(groups=1)", "act": "silu", "head": "avg"}
+
+
 class AFFNet(Backbone):
     """AFFNet backbone; see the module docstring.
 
@@ -145,23 +150,26 @@ class AFFNet(Backbone):
     """
 
     def __init__(self, mode: str = "small", *, num_classes: int = 1000, in_chans: int = 3, stem: str = "imagenet",
-                 img_size: int | tuple[int, int] | None = None, mixer: Any = "aff", norm: Any = "gn(groups=1)",
-                 act: Any = "silu", head: Any = "avg", conv_norm: Any = "bn", ffn_ratio: float = 2.0,
+                 img_size: int | tuple[int, int] | None = None, mixer: Any = SLOTS["mixer"],
+                 norm: Any = SLOTS["norm"], act: Any = SLOTS["act"], head: Any = SLOTS["head"], conv_norm: Any = "bn",
+                 ffn_ratio: float = 2.0,
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, stem_channels: int = 16,
                  model_name: str = "affnet"):
         super().__init__()
+        norm, act, conv_norm = parse_once(norm), parse_once(act), parse_once(conv_norm)
         if mode not in AFFNET_CONFIGS:
-            raise ValueError(f"unknown AFFNet mode {mode!r}; choose one of {', '.join(AFFNET_CONFIGS)}")
+            raise ConfigError(f"unknown AFFNet mode {mode!r}; choose one of {', '.join(AFFNET_CONFIGS)}")
         if stem not in ("imagenet", "small"):
-            raise ValueError(f"stem must be 'imagenet' (256 px, paper strides) or 'small' (28-32 px inputs), "
-                             f"got {stem!r}")
+            raise ConfigError(f"stem must be 'imagenet' (256 px, paper strides) or 'small' (28-32 px inputs), "
+                              f"got {stem!r}")
         t, widths, n_layers, fusion = AFFNET_CONFIGS[mode]
         self.model_name, self.in_chans, self.mode, self.stem_type = model_name, in_chans, mode, stem
+        self.num_stages = 2 + len(n_layers)   # model.stages; the mixer slot is in stages 2-4
         small = stem == "small"
         feat = to_size(img_size)
         s0 = 1 if small else 2
         self.stem = ConvNormAct(in_chans, stem_channels, 3, s0, norm=conv_norm, act=act)
-        feat = out_size(feat, s0)
+        feat = self.track(feat, s0)
         dpr = iter(drop_path_schedule(n_layers, drop_path_rate))
 
         stages: list[nn.Module] = []
@@ -170,6 +178,7 @@ class AFFNet(Backbone):
         c_in = stem_channels
         for si, (c, n, s) in enumerate(((widths[0], 1, 1), (widths[1], 3, 1 if small else 2))):
             blocks = []
+            self.begin_stage(si, f"stages.{si}", self.track(feat, s))
             for i in range(n):
                 blocks.append(InvertedResidual(c_in, c, s if i == 0 else 1, t, norm=conv_norm, act=act))
                 feat, c_in = out_size(feat, s if i == 0 else 1), c
@@ -179,11 +188,10 @@ class AFFNet(Backbone):
         for k, (c, n, fuse) in enumerate(zip(widths[2:], n_layers, fusion)):
             si = k + 2
             down = InvertedResidual(c_in, c, 2, t, norm=conv_norm, act=act)
-            feat, c_in = out_size(feat, 2), c
-            if feat is not None and min(feat) < 1:
-                raise ValueError(f"{model_name}: the input is too small, stage {si} would have {feat[0]}x{feat[1]} "
-                                 f"features; use a larger img_size or stem='small'")
-            layers = [AFFLayer(c, build_slot("mixer", mixer, c, self.ctx(f"stages.{si}.1.layers.{j}.mixer", feat)),
+            feat, c_in = self.track(feat, 2), c
+            self.begin_stage(si, f"stages.{si}", feat)
+            layers = [AFFLayer(c, build_slot("mixer", _tie_mask_act(self.slot_value("mixer", mixer, si, j), act), c,
+                                             self.ctx(f"stages.{si}.1.layers.{j}.mixer", feat)),
                                norm=norm, act=act, conv_norm=conv_norm, ffn_ratio=ffn_ratio, drop_path=next(dpr))
                       for j in range(n)]
             stages.append(nn.Sequential(down, AFFBlock(c, layers, norm=norm, act=act, conv_norm=conv_norm,
@@ -210,11 +218,9 @@ class AFFNet(Backbone):
 
 
 # ------------------------------------------------------------------------------------------------- registrations
-SLOTS = {"mixer": "aff", "norm": "gn(groups=1)", "act": "silu", "head": "avg"}
 _T = "tests/test_aff_ffnet.py::"
-_NOTES = ("Options: stem ('imagenet' | 'small': stem and layer2 at stride 1 for 28-32 px), img_size, conv_norm ('bn'), "
-          "ffn_ratio (2), drop_rate, drop_path_rate. Slots: mixer (aff), norm (AFF layers: gn(groups=1) = cvnets "
-          "layer_norm_2d), act (silu), head.")
+_NOTES = ("stem='small' puts the stem and layer2 at stride 1 for 28-32 px inputs; the AFF layers' norm "
+          "gn(groups=1) is cvnets' layer_norm_2d; conv_norm is the norm of the conv units.")
 
 # name: (mode, paper name, paper params, paper FLOPs (MACs) at 256 px, exact params (1000 classes), MACs at 256 px)
 PAPER = {
@@ -235,16 +241,21 @@ def _entry(name: str, mode: str, small: bool = False):
     return fn
 
 
-for _name, (_mode, _pname, _pp, _pm, _params, _macs) in PAPER.items():
-    register_model(
-        _name, family="affnet", slots=SLOTS, paper=AFFNET, input_size=(3, 256, 256), paper_params=int(_pp),
-        paper_macs=_pm, reference={"params_1000cls": _params, "macs_256": _macs},
-        summary=f"{_pname}: MobileViT-like MV2 stages + AFF blocks (adaptive frequency filter token mixer), 256 px",
-        claims=(Claim(f"{_params:,} parameters (paper {_pp / 1e6:.1f}M)", _T + "test_affnet_param_counts"),
-                Claim(f"{_pm / 1e9:.1f} GFLOPs (MACs) at 256 px (ours {_macs / 1e9:.3f}G)",
-                      _T + "test_affnet_macs_256")),
-        notes=_NOTES,
-    )(_entry(_name, _mode))
+def _paper_spec(name: str) -> dict[str, Any]:
+    """register_model arguments of a paper AFFNet (numbers from the table above)."""
+    _, pname, pp, pm, params, macs = PAPER[name]
+    return dict(
+        family="affnet", slots=SLOTS, paper=AFFNET, input_size=(3, 256, 256), paper_params=int(pp), paper_macs=pm,
+        reference={"params_1000cls": params, "macs_256": macs},
+        summary=f"{pname}: MobileViT-like MV2 stages + AFF blocks (adaptive frequency filter token mixer), 256 px",
+        claims=(Claim(f"{params:,} parameters (paper {pp / 1e6:.1f}M)", _T + "test_affnet_param_counts"),
+                Claim(f"{pm / 1e9:.1f} GFLOPs (MACs) at 256 px (ours {macs / 1e9:.3f}G)", _T + "test_affnet_macs_256")),
+        notes=_NOTES)
+
+
+register_model("affnet_et", **_paper_spec("affnet_et"))(_entry("affnet_et", "xx_small"))
+register_model("affnet_t", **_paper_spec("affnet_t"))(_entry("affnet_t", "x_small"))
+register_model("affnet", **_paper_spec("affnet"))(_entry("affnet", "small"))
 
 _SMALL_PARAMS = 865_034
 register_model(

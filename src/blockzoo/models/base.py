@@ -3,24 +3,52 @@
 ``forward_features(x)`` -> unpooled NCHW features with ``num_features`` channels;
 ``forward_head(x, pre_logits=False)`` -> head slot (pooling) -> dropout -> classifier;
 ``reset_classifier(num_classes, head=None)``; ``get_classifier()``; ``in_chans``, ``num_classes``.
+
+Per-stage and per-block slot values
+-----------------------------------
+Every backbone accepts, for any slot it builds inside its stages (``attn``, ``mixer``, ``conv`` ...), besides a single
+slot value (``"se"``, ``"se(reduction=8)"``, ``("se", {...})``, ``None``, a callable):
+
+- a **list with one value per stage** (``attn=["none", "none", "se", "se"]``; on the command line the string
+  ``"[none, none, se, se]"``). A list is never a block name nor the ``(name, kwargs)`` tuple form, so it is
+  unambiguous. Stages are those of ``model.stages`` (``model.layers`` for ResNets, the rows of the paper's table for
+  MobileNetV2; ``model.num_stages`` says how many); an entry for a stage that has no such slot is not used.
+- a :class:`PerBlock` function ``(stage_idx, block_idx) -> slot value``, e.g.
+  ``mixer=PerBlock(lambda s, b: "dwconv" if b % 2 else "gnconv")``.
+
+:meth:`Backbone.slot_value` resolves them; every backbone calls it for each block it builds, so the convention is
+the same in every family. Registered variants whose paper configuration differs per stage (HorNet's gnConv orders,
+FFNet's kernels, SpaRTAN's grouping, UniRepLKNet's kernel schedule) register that configuration as the slot's
+default value, so a user value (``mixer="dwconv"``) simply replaces it.
+
+Input sizes
+-----------
+While it builds, a backbone records the geometry of its spatial path (:meth:`Backbone.track`,
+:meth:`Backbone.track_module`) and where each stage begins (:meth:`Backbone.begin_stage`); the minimum feature size of
+the blocks put into each stage (their ``Requires.min_size``) is recorded by :meth:`Backbone.slot_value`. At forward
+time :meth:`Backbone.check_input` checks the rank, channels and dtype of the input and, for each new spatial size, that
+every stage gets a feature map of at least 1x1 and of the size its blocks need: a too-small input raises
+:class:`~blockzoo.errors.InputShapeError` naming the stage and the smallest input that works (instead of a kernel error
+deep inside torch). The checks are skipped while torch.fx traces or torch.compile / torch.export compile the model.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from blockzoo.registry import SlotContext, build_slot
+from blockzoo.blocks.common.layers import out_size
+from blockzoo.checks import check_input, tracing
+from blockzoo.errors import ConfigError, InputShapeError
+from blockzoo.registry import SlotContext, build_slot, get_block_spec, is_block, parse_slot_value
 
+__all__ = ["PerBlock", "per_stage_values", "parse_once", "Backbone", "ImageNetStem", "init_weights", "out_size",
+           "to_size"]
 
-def out_size(size: tuple[int, int] | None, stride: int, kernel: int = 3, padding: int | None = None,
-             dilation: int = 1) -> tuple[int, int] | None:
-    """Spatial size after a conv/pool with the given geometry (None stays None)."""
-    if size is None:
-        return None
-    padding = (dilation * (kernel - 1)) // 2 if padding is None else padding
-    return tuple((s + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1 for s in size)  # type: ignore
+_MAX_INPUT = 1 << 14   # the search for the smallest working input stops here
 
 
 def to_size(img_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -29,52 +57,224 @@ def to_size(img_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)  # type: ignore
 
 
-def check_stage_size(model_name: str, stage: int, feat: tuple[int, int] | None) -> None:
-    """Refuse at build time an input so small that ``stage`` would get an empty feature map."""
-    if feat is not None and min(feat) < 1:
-        raise ValueError(f"{model_name}: the input is too small, stage {stage} would have {feat[0]}x{feat[1]} "
-                         f"features; use a larger img_size or stem='small'")
+class PerBlock:
+    """A slot value chosen block by block: ``fn(stage_idx, block_idx) -> slot value`` (see the module docstring).
+
+    Its own type, because a plain callable is already a slot value (a user function that builds the block)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[int, int], Any]):
+        if not callable(fn):
+            raise ConfigError(f"PerBlock needs a function (stage_idx, block_idx) -> slot value, got {fn!r}")
+        self.fn = fn
+
+    def __call__(self, stage: int, block: int) -> Any:
+        return self.fn(stage, block)
+
+    def __repr__(self) -> str:
+        return f"PerBlock({getattr(self.fn, '__qualname__', None) or self.fn!r})"
 
 
-def imagenet_stem(in_chans: int, width: int, norm="bn", act="relu",
-                  feat_size: tuple[int, int] | None = None) -> tuple[nn.Module, tuple[int, int] | None]:
-    """He et al.'s ImageNet stem: 7x7/2 conv (no bias) -> norm -> act -> 3x3/2 max-pool; returns (stem, output size)."""
-    from blockzoo.blocks.common.layers import make_act, make_norm
+def per_stage_values(value: Any) -> list[Any] | None:
+    """The entries of a per-stage slot value -- a list, or its string form ``"[v0, v1, ...]"`` -- else ``None``.
 
-    stem = nn.Sequential(nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), make_norm(norm, width), make_act(act),
+    In the string form each entry is a slot value as written on the command line (``se(reduction=8)``, ``none``,
+    ``nonlocal``, ``'eca'``), separated by commas outside parentheses."""
+    if isinstance(value, list):
+        return list(value)
+    if not (isinstance(value, str) and value.strip().startswith("[")):
+        return None
+    text = value.strip()
+    entries, depth, cur, end = [], 0, "", None
+    for pos, ch in enumerate(text[1:], 1):
+        depth += (ch in "([") - (ch in ")]")
+        if depth < 0:                                     # the closing bracket
+            end = pos
+            break
+        if ch == "," and depth == 0:
+            entries.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if end != len(text) - 1:
+        raise ConfigError(f"cannot parse the per-stage slot value {value!r}: expected [value, value, ...] with one "
+                          f"slot value per stage, e.g. [none, se, se(reduction=8)]")
+    entries.append(cur)
+    out = [e.strip() for e in entries]
+    if any(not e for e in out):
+        raise ConfigError(f"the per-stage slot value {value!r} has an empty entry; give one slot value per stage, "
+                          f"e.g. [none, se, se(reduction=8)]")
+    return [e[1:-1] if len(e) > 1 and e[0] == e[-1] and e[0] in "'\"" else e for e in out]
+
+
+def parse_once(value: Any) -> Any:
+    """A model-wide slot value (``norm``, ``act``) parsed once per model, so that its blocks do not re-parse it:
+    ``"gn(groups=1)"`` -> ``("gn", {"groups": 1})``; names without options, ``None`` and callables are returned as
+    they are."""
+    name, kw = parse_slot_value(value)
+    return (name, kw) if kw else value
+
+
+class ImageNetStem(nn.Sequential):
+    """He et al.'s ImageNet stem: 7x7/2 conv (no bias) -> norm -> act -> 3x3/2 max-pool."""
+
+    def __init__(self, in_chans: int, width: int, norm: Any = "bn", act: Any = "relu"):
+        from blockzoo.blocks.common.layers import make_act, make_norm
+
+        super().__init__(nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), make_norm(norm, width), make_act(act),
                          nn.MaxPool2d(3, 2, 1))
-    return stem, out_size(out_size(feat_size, 2, 7), 2, 3)
+
+    def out_size(self, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        return out_size(out_size(size, 2, 7), 2, 3)
 
 
 class Backbone(nn.Module):
-    """Base class: subclasses build ``self.features`` (or override ``forward_features``) and call ``init_head``."""
+    """Base class: subclasses build their stem and stages, then call ``init_head``.
+
+    While building, a subclass sets ``num_stages``, resolves each in-stage slot with :meth:`slot_value`, and records
+    its spatial path with :meth:`track` / :meth:`track_module` and :meth:`begin_stage` (see the module docstring).
+    """
 
     num_classes: int
     num_features: int
     in_chans: int
+    num_stages: int = 0
     model_name: str = "<model>"
 
+    def __init__(self) -> None:
+        super().__init__()
+        # the spatial path: (kernel, stride, padding, dilation) steps, modules with out_size(), stage markers
+        self._size_plan: list[Any] = []
+        self._stage_needs: dict[Any, int] = {}   # stage index (or "head") -> min feature size its blocks need
+        self._size_ok: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------------------------------ slot values
+    def slot_value(self, slot: str, value: Any, stage: int, block: int = 0) -> Any:
+        """The value of ``slot`` for block ``block`` of stage ``stage``: a per-stage list picks its entry, a
+        :class:`PerBlock` is called; also records the block's minimum feature size for the forward-time check."""
+        entries = per_stage_values(value)
+        if entries is not None:
+            if len(entries) != self.num_stages:
+                raise ConfigError(f"{self.model_name}: {slot}= lists {len(entries)} values but the model has "
+                                  f"{self.num_stages} stages; give one value per stage (or a PerBlock function)")
+            value = entries[stage]
+        if isinstance(value, PerBlock):
+            value = value(stage, block)
+        if isinstance(value, PerBlock) or per_stage_values(value) is not None:
+            raise ConfigError(f"{self.model_name}: the {slot} value of stage {stage} is itself a per-stage or "
+                              f"per-block value ({value!r}); give one slot value per stage or per block")
+        name, _ = parse_slot_value(value)
+        if isinstance(name, str) and is_block(name):
+            need = get_block_spec(name).requires.min_size
+            self._stage_needs[stage] = max(need, self._stage_needs.get(stage, 1))
+        return value
+
+    def ctx(self, position: str, feat_size: tuple[int, int] | None) -> SlotContext:
+        return SlotContext(model=self.model_name, position=position, feat_size=feat_size)
+
+    def block_ctx(self, prefix: str, feat_size: tuple[int, int] | None = None) -> Callable[..., SlotContext]:
+        """The ``ctx(position, feat_size=<the block's input size>)`` a block gets to build its own slots: the context
+        of ``"<prefix>.<position>"`` (every backbone hands its blocks this one signature; a block calls it in
+        ``__init__`` and does not keep it, it refers to the model)."""
+        return lambda position, feat=feat_size: self.ctx(f"{prefix}.{position}", feat)
+
+    # ------------------------------------------------------------------------------------ the spatial path
+    def track(self, feat: tuple[int, int] | None, stride: int, kernel: int = 3, padding: int | None = None,
+              dilation: int = 1) -> tuple[int, int] | None:
+        """:func:`out_size` of a conv/pool on the main path, recorded for the forward-time size check."""
+        self._size_plan.append((kernel, stride, padding, dilation))
+        return out_size(feat, stride, kernel, padding, dilation)
+
+    def track_module(self, module: nn.Module, feat: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The output size of a stem / downsampling ``module`` with an ``out_size(size)`` method (recorded); a module
+        without one makes the size unknown from here on (no size checks after it)."""
+        fn = getattr(module, "out_size", None)
+        self._size_plan.append(module if callable(fn) else None)
+        return fn(feat) if callable(fn) and feat is not None else None
+
+    def begin_stage(self, index: int, name: str, feat: tuple[int, int] | None) -> None:
+        """Stage ``index`` (``name`` in messages, e.g. ``"layer4"``) starts here, after its downsampling. With a known
+        ``feat`` (an ``img_size`` was given), an empty feature map is refused now."""
+        self._size_plan.append(("stage", index, name))
+        if feat is not None and min(feat) < 1:
+            need = self.min_input_size()      # of the stages so far: a lower bound for the whole model
+            raise ConfigError(f"{self.model_name}: img_size is too small: stage {index + 1} ({name}) would see "
+                              f"{max(feat[0], 0)}x{max(feat[1], 0)} features; use a larger img_size (this stage "
+                              f"needs at least {need}x{need}) or a small-input stem (e.g. stem='small')")
+
+    def _size_problem(self, size: tuple[int, int]) -> tuple[str, tuple[int, int], int] | None:
+        """The first place on the spatial path where an input of ``size`` fails: (where, feature size, need)."""
+        failed = False
+        for step in self._size_plan:
+            if step is None:                                  # unknown geometry from here on
+                return None
+            if isinstance(step, tuple) and step[0] == "stage":
+                _, index, name = step
+                need = max(1, self._stage_needs.get(index, 1))
+                if failed or min(size) < need:
+                    where = "the head" if index == "head" else f"stage {index + 1} ({name})"
+                    return where, (max(size[0], 0), max(size[1], 0)), need
+                continue
+            if not failed:
+                if isinstance(step, nn.Module):
+                    size = step.out_size(size)
+                else:
+                    kernel, stride, padding, dilation = step
+                    size = out_size(size, stride, kernel, padding, dilation)
+                failed = min(size) < 1                        # the conv itself cannot run: name the next stage
+        return None
+
+    def min_input_size(self) -> int:
+        """The smallest square input (in pixels) every stage can take, from the recorded spatial path."""
+        n = 1
+        while n < _MAX_INPUT and self._size_problem((n, n)) is not None:
+            n += 1
+        return n
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Rank 4, ``in_chans`` channels, floating point, and a spatial size every stage can take (skipped while
+        tracing / compiling). Raises :class:`~blockzoo.errors.InputShapeError`."""
+        check_input(x, self.model_name, ndim=4)
+        if tracing():
+            return
+        if x.shape[1] != self.in_chans:
+            raise InputShapeError(f"{self.model_name} was built for in_chans={self.in_chans} but got {x.shape[1]} "
+                                  f"channels; create it with create_model(..., in_chans={x.shape[1]})")
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if size == self._size_ok:
+            return
+        problem = self._size_problem(size)
+        if problem is not None:
+            where, feat, need = problem
+            n = self.min_input_size()
+            raise InputShapeError(
+                f"{self.model_name}: the input {size[0]}x{size[1]} is too small: {where} would see {feat[0]}x{feat[1]} "
+                f"features" + (f" but its blocks need at least {need}x{need}" if need > 1 else "")
+                + f"; use an input of at least {n}x{n}")
+        self._size_ok = size
+
+    # ------------------------------------------------------------------------------------------------ head
     def init_head(self, num_features: int, num_classes: int, head="avg", drop_rate: float = 0.0,
                   feat_size: tuple[int, int] | None = None) -> None:
         """Build the head slot (checked against the final feature size when known), dropout and classifier."""
         self.num_features, self.num_classes, self.drop_rate = num_features, num_classes, drop_rate
         self.head_spec, self.head_feat_size = head, feat_size
-        self.head = build_slot("head", head, num_features, SlotContext(self.model_name, "head", feat_size))
+        self.set_head(head)
+        self._size_plan.append(("stage", "head", "head"))
         self.head_hidden_size = getattr(self.head, "out_features", num_features)
         self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
-    def ctx(self, position: str, feat_size: tuple[int, int] | None) -> SlotContext:
-        return SlotContext(model=self.model_name, position=position, feat_size=feat_size)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4:
-            raise ValueError(f"{self.model_name} expects an NCHW batch (4-D tensor), got shape {tuple(x.shape)}; "
-                             f"add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else
-                             f"{self.model_name} expects an NCHW batch (4-D tensor), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"{self.model_name} was built for in_chans={self.in_chans} but got {x.shape[1]} channels; "
-                             f"create it with create_model(..., in_chans={x.shape[1]})")
+    def set_head(self, head: Any) -> None:
+        """(Re)build the pooling ``head`` slot, checked against the final feature size when it is known; its minimum
+        feature size joins the forward-time size check."""
+        self.head = build_slot("head", head, self.num_features,
+                               SlotContext(self.model_name, "head", getattr(self, "head_feat_size", None)))
+        name, _ = parse_slot_value(head)
+        self._stage_needs["head"] = get_block_spec(name).requires.min_size if isinstance(name, str) and is_block(
+            name) else 1
+        self._size_ok = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -92,13 +292,10 @@ class Backbone(nn.Module):
 
     def reset_classifier(self, num_classes: int, head=None) -> None:
         if head is not None:
-            self.head = build_slot("head", head, self.num_features,
-                                   SlotContext(self.model_name, "head", getattr(self, "head_feat_size", None)))
+            self.set_head(head)
             self.head_hidden_size = getattr(self.head, "out_features", self.num_features)
         self.num_classes = num_classes
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-
 def init_weights(model: nn.Module, zero_init_last: bool = False) -> None:
     """Kaiming-normal (fan_out, ReLU) convs, unit/zero norms, PyTorch-default linears; then every submodule that defines
     ``init_weights()`` (blocks with a paper-specific init) re-applies its own; optionally zero the last norm of each

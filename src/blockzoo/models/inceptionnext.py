@@ -12,24 +12,18 @@ Init: trunc-normal(0.02) convs/linears, zero biases (official ``_init_weights``)
 Slots: ``mixer``, ``norm`` (``bn``), ``act`` (``gelu``), ``attn`` (``none``), ``head`` (``avg`` pooling before the MLP
 head). Small images: ``stem="small"`` (+ ``img_size=``), see ``metaformer``.
 
-Paper / official README and timm's results CSV vs ours, 1000 classes, 224 px. Params exact (asserted by
-tests/test_metaformer.py); MACs with ``blockzoo.profile.counting.count_macs`` (convs + linears only; BN, GELU, LayerNorm
-and elementwise ops uncounted):
-
-==================== ========================== ============== ======= =========== ========== =======
-model                params (paper)             params (ours)  diff    MACs paper  MACs ours  diff
-==================== ========================== ============== ======= =========== ========== =======
-inception_next_atto  4.2M (README)              4,156,520      -1.0% * 0.51G       0.503G     -1.4%
-inception_next_tiny  28.06M (timm; paper 28M)   28,055,680     -0.02%  4.19G       4.189G     -0.03%
-inception_next_small 49.37M (timm; paper 49M)   49,374,016     +0.01%  8.36G       8.356G     -0.05%
-==================== ========================== ============== ======= =========== ========== =======
-
-(* 4.2M is given to one decimal, i.e. 4.15M-4.25M; 4.157M is inside that interval.)
+The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``); paper
+figures: the official README and timm's results CSV. Params exact (asserted by tests/test_metaformer.py); MACs with
+``blockzoo.profile.counting.count_macs`` (convs + linears only; BN, GELU, LayerNorm and elementwise ops uncounted).
+InceptionNeXt-atto's 4.2M (README) is given to one decimal, i.e. 4.15M-4.25M; our 4,156,520 is inside that interval.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from blockzoo import papers
-from blockzoo.models.metaformer import metaformer_entry
+from blockzoo.models.metaformer import MetaFormer, metaformer_entry
 from blockzoo.registry import Claim, register_model
 
 SLOTS = {"mixer": "inception_dw", "norm": "bn", "act": "gelu", "attn": "none", "head": "avg"}
@@ -58,20 +52,30 @@ _MACS = {
     "inception_next_small": 8_355_682_080,
 }
 
-for _name, (_depths, _dims, _mixer, _pp, _pm) in CONFIGS.items():
-    register_model(
-        _name, family="inceptionnext", slots={**SLOTS, "mixer": _mixer}, paper=papers.INCEPTIONNEXT,
-        paper_params=int(_pp), paper_macs=_pm,
-        reference={"params_1000cls": _PARAMS[_name], "macs_224": _MACS[_name]},
-        summary=f"InceptionNeXt {_name.split('_')[2]}: depths {_depths}, dims {_dims}, Inception dw mixer, BN, "
-                f"MLP head",
-        claims=(Claim(f"{_PARAMS[_name]:,} parameters (paper/timm: {_pp / 1e6:.2f}M)",
-                      "tests/test_metaformer.py::test_param_counts"),
-                Claim(f"{_pm / 1e9:.2f} GMACs at 224", "tests/test_metaformer.py::test_macs_tiny_224"))
-        + ((Claim("1.6x the training throughput of ConvNeXt-T (paper: A100, full precision); our CPU ratio is "
-                  "recorded, not asserted", "benchmarks/results/backbone_profiles.md", status="measured"),)
-           if _name == "inception_next_tiny" else ()),
-        notes="Options: drop_path_rate, drop_rate, ls_init_value, stem ('patch'|'small'), patch_size, img_size, "
-              "mlp_layout ('linear'|'conv'), head_hidden_ratio (3; None = plain FC head).",
-    )(metaformer_entry(_name, dict(INCEPTIONNEXT, depths=_depths, dims=_dims),
-                       doc=f"InceptionNeXt ({_name}): depths {_depths}, dims {_dims}"))
+_T = "tests/test_metaformer.py::"
+
+
+def _paper_spec(name: str, *extra_claims: Claim) -> dict[str, Any]:
+    """register_model arguments of a paper InceptionNeXt (numbers from the tables above)."""
+    depths, dims, mixer, pp, pm = CONFIGS[name]
+    return dict(
+        family="inceptionnext", slots={**SLOTS, "mixer": mixer}, paper=papers.INCEPTIONNEXT, paper_params=int(pp),
+        paper_macs=pm, reference={"params_1000cls": _PARAMS[name], "macs_224": _MACS[name]},
+        summary=f"InceptionNeXt {name.split('_')[2]}: depths {depths}, dims {dims}, Inception dw mixer, BN, MLP head",
+        claims=(Claim(f"{_PARAMS[name]:,} parameters (paper/timm: {pp / 1e6:.2f}M)", _T + "test_param_counts"),
+                Claim(f"{pm / 1e9:.2f} GMACs at 224", _T + "test_macs_tiny_224"), *extra_claims),
+        notes="head_hidden_ratio=None gives a plain FC head instead of the MLP head.")
+
+
+def _entry(name: str) -> Callable[..., MetaFormer]:
+    depths, dims = CONFIGS[name][:2]
+    return metaformer_entry(name, dict(INCEPTIONNEXT, depths=depths, dims=dims),
+                            doc=f"InceptionNeXt ({name}): depths {depths}, dims {dims}")
+
+
+register_model("inception_next_atto", **_paper_spec("inception_next_atto"))(_entry("inception_next_atto"))
+register_model("inception_next_tiny", **_paper_spec(
+    "inception_next_tiny",
+    Claim("1.6x the training throughput of ConvNeXt-T (paper: A100, full precision); our CPU ratio is recorded, not "
+          "asserted", "benchmarks/results/backbone_profiles.md", status="measured")))(_entry("inception_next_tiny"))
+register_model("inception_next_small", **_paper_spec("inception_next_small"))(_entry("inception_next_small"))

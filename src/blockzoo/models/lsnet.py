@@ -43,26 +43,19 @@ so at the build resolution the result is exactly the official one, and **smaller
 or smaller input) reuse the same table (their offsets are a subset). A **larger** stage-3 map raises a ``ValueError``
 naming the ``img_size`` to build with (the official code fails with a shape error there).
 
-Paper vs ours (1000 classes, 3 channels, 224 px). Params: exact counts, asserted by tests/test_lsnet.py; the
-paper / official README table gives one decimal. **Structure check**: a float64 forward of the official
-``model/lsnet.py`` structure (re-typed outside the repository, SKA by unfold) and of ours with the same weights
-(state dicts align entry by entry, in order) agreed to 2e-10 for T, S and B. MACs: ``blockzoo.profile.count_macs``
-(convs, linears and the attention matmuls); "fvcore" adds what fvcore's default handles count on top -- BatchNorm 2
-and GroupNorm 5 per element (eval mode) -- which is presumably how the paper counted (its one-decimal FLOPs are
-reproduced only with them: B is 1.241 G without, 1.255 G with):
+The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``), in
+the training and the deploy form; the paper / official README table gives one decimal. Params: exact counts,
+asserted by tests/test_lsnet.py. **Structure check**: a float64 forward of the official ``model/lsnet.py`` structure
+(re-typed outside the repository, SKA by unfold) and of ours with the same weights (state dicts align entry by
+entry, in order) agreed to 2e-10 for T, S and B. MACs: ``blockzoo.profile.count_macs`` (convs, linears and the
+attention matmuls); fvcore's default handles count BatchNorm 2 and GroupNorm 5 per element (eval mode) on top,
+which is presumably how the paper counted (its one-decimal FLOPs are reproduced only with them: B is 1.241 G
+without, 1.255 G with).
 
-=========== ============== ======================== ====================== ============ ========== ==========
-model       params (paper) params (ours, training)  deploy [1]_            MACs (paper) MACs ours  fvcore
-=========== ============== ======================== ====================== ============ ========== ==========
-lsnet_t     11.4M          11,409,832 (+0.09%)      11,370,488 (-0.26%)    0.3G         0.315G     0.319G
-lsnet_s     16.1M          16,146,304 (+0.29%)      16,098,232 (-0.01%)    0.5G         0.537G     0.542G
-lsnet_b     23.2M          23,313,608 (+0.49%)      23,249,320 (+0.21%)    1.3G         1.241G     1.255G
-=========== ============== ======================== ====================== ============ ========== ==========
-
-.. [1] after :meth:`LSNet.reparameterize` (BN folded into the convs, RepVGGDW's two branches and identity merged into
-   one 3x3 conv, the head BN folded into the Linear; LS conv's BN after SKA cannot be folded and is kept). The same
-   group's RepViT ``flops.py`` counts parameters after such folding (``utils.replace_batchnorm``); LSNet's own
-   scripts were not available to check. Training-time and deploy counts are both within 0.5% of the paper.
+Deploy form (``blockzoo.deploy.reparameterize(model)``): BN folded into the convs, RepVGGDW's two branches and
+identity merged into one 3x3 conv, the head BN folded into the Linear; LS conv's BN after SKA cannot be folded and is
+kept. The same group's RepViT ``flops.py`` counts parameters after such folding (``utils.replace_batchnorm``);
+LSNet's own scripts were not available to check. Training-time and deploy counts are both within 0.5% of the paper.
 
 The paper's MACs are rounded to 0.1 G, so "within 3%" cannot be checked against them; the tests assert our exact
 counts and that the fvcore-convention totals round to the paper's figures.
@@ -73,18 +66,22 @@ parameters, 0.352 G MACs at 32 px, 0.299 G at 28 px with one input channel).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from blockzoo.blocks.common.conv_bn import ConvBN
+from blockzoo.blocks.common.drop import DropPath, drop_path_schedule
 from blockzoo.blocks.common.layers import make_act, make_divisible
-from blockzoo.blocks.mixers.ls_conv import LSNET, ConvBN
-from blockzoo.models.base import Backbone, check_stage_size, init_weights, to_size
-from blockzoo.models.metaformer import DropPath, MetaFormerStage, drop_path_schedule
-from blockzoo.registry import Claim, SlotContext, build_slot, parse_slot_value, register_model
+from blockzoo.blocks.common.metaformer import MetaFormerStage
+from blockzoo.deploy.reparam import fuse_bn_linear
+from blockzoo.errors import ConfigError, InputShapeError
+from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
+from blockzoo.papers import LSNET
+from blockzoo.registry import Claim, build_slot, parse_slot_value, register_model
 
 __all__ = ["RepVGGDW", "LSNetFFN", "LSNetAttention", "LSNetBlock", "LSNetStem", "LSNetDownsample", "LSNet",
            "CONFIGS", "SLOTS"]
@@ -112,6 +109,7 @@ class RepVGGDW(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
+        """The ``fuse()`` hook of :func:`blockzoo.deploy.reparameterize`: the three branches as one conv."""
         conv, conv1 = self.conv.fuse(), self.conv1.fuse()
         conv.weight[:, :, 1:2, 1:2] += conv1.weight + 1.0
         conv.bias += conv1.bias
@@ -167,8 +165,8 @@ class LSNetAttention(nn.Module):
         b, _, h, w = x.shape
         rh, rw = self.resolution  # type: ignore[misc]
         if h > rh or w > rw:
-            raise ValueError(f"LSNet attention was built for feature maps up to {rh}x{rw} (its relative-position bias "
-                             f"table), got {h}x{w}; build the model with a larger img_size= (the input size)")
+            raise InputShapeError(f"LSNet attention was built for feature maps up to {rh}x{rw} (its relative-position "
+                                  f"bias table), got {h}x{w}; build the model with a larger img_size= (the input size)")
         idxs = self.attention_bias_idxs if (h, w) == (rh, rw) else self._bias_idxs(h, w, x.device)
         n = h * w
         q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
@@ -215,11 +213,11 @@ class LSNetStem(nn.Sequential):
         s1, s2, s3 = strides
         super().__init__(ConvBN(in_chans, dim // 4, 3, s1, 1), act_layer(), ConvBN(dim // 4, dim // 2, 3, s2, 1),
                          act_layer(), ConvBN(dim // 2, dim, 3, s3, 1))
+        self.strides = (s1, s2, s3)
 
     def out_size(self, size: tuple[int, int] | None) -> tuple[int, int] | None:
-        for m in self:
-            if isinstance(m, ConvBN):
-                size = m.out_size(size)
+        for stride in self.strides:   # from the geometry, not the children (reparameterize fuses them)
+            size = out_size(size, stride, 3, 1)
         return size
 
 
@@ -230,7 +228,7 @@ class LSNetDownsample(nn.Sequential):
         super().__init__(ConvBN(in_dim, in_dim, 3, 2, 1, groups=in_dim), ConvBN(in_dim, out_dim, 1))
 
     def out_size(self, size: tuple[int, int] | None) -> tuple[int, int] | None:
-        return self[1].out_size(self[0].out_size(size))
+        return out_size(size, 2, 3, 1)     # the 3x3/2 conv (the 1x1 keeps the size)
 
 
 _STEM_STRIDES = {"official": (2, 2, 2), "small": (1, 1, 1)}
@@ -262,10 +260,10 @@ class LSNet(Backbone):
         num_classes: int = 1000,
         in_chans: int = 3,
         model_name: str = "lsnet",
-        mixer: Any = "ls_conv",
-        attn: Any = "se(reduction=4)",
-        act: Any = "relu",
-        head: Any = "avg",
+        mixer: Any = SLOTS["mixer"],
+        attn: Any = SLOTS["attn"],
+        act: Any = SLOTS["act"],
+        head: Any = SLOTS["head"],
         stem: str | Sequence[int] = "official",
         img_size: int | tuple[int, int] | None = None,
         drop_path_rate: float = 0.0,
@@ -275,53 +273,55 @@ class LSNet(Backbone):
         super().__init__()
         depths, dims = list(depths), list(dims)
         if len(depths) != len(dims) or not depths:
-            raise ValueError(f"depths {depths} and dims {dims} must be non-empty and of the same length")
+            raise ConfigError(f"depths {depths} and dims {dims} must be non-empty and of the same length")
         if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+            raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         if init not in ("official", "kaiming"):
-            raise ValueError(f"init must be 'official' or 'kaiming', got {init!r}")
+            raise ConfigError(f"init must be 'official' or 'kaiming', got {init!r}")
         n_stages = len(dims)
         heads = [num_heads] * n_stages if isinstance(num_heads, int) else list(num_heads)
         key_dims = [key_dim] * n_stages if isinstance(key_dim, int) else list(key_dim)
         if len(heads) != n_stages or len(key_dims) != n_stages:
-            raise ValueError(f"num_heads and key_dim need one entry per stage ({n_stages})")
+            raise ConfigError(f"num_heads and key_dim need one entry per stage ({n_stages})")
         if isinstance(stem, str):
             if stem not in _STEM_STRIDES:
-                raise ValueError(f"stem must be one of {', '.join(_STEM_STRIDES)} or three strides, got {stem!r}")
+                raise ConfigError(f"stem must be one of {', '.join(_STEM_STRIDES)} or three strides, got {stem!r}")
             strides = _STEM_STRIDES[stem]
         else:
             strides = tuple(stem)
         if img_size is None:
             img_size = 32 if strides == (1, 1, 1) else 224
         self.model_name, self.in_chans = model_name, in_chans
-        self.depths, self.dims = tuple(depths), tuple(dims)
-        act_layer: Callable[[], nn.Module] = partial(make_act, act)
+        self.depths, self.dims, self.num_stages = tuple(depths), tuple(dims), n_stages
+        act_layer: Callable[[], nn.Module] = partial(make_act, parse_once(act))
 
         feat = to_size(img_size)
         self.stem = LSNetStem(in_chans, dims[0], act_layer, strides)
-        feat = self.stem.out_size(feat)
+        feat = self.track_module(self.stem, feat)
         self.drop_path_rates = drop_path_schedule(depths, drop_path_rate)
         stages, feature_sizes, k = [], [], 0
         for i in range(n_stages):
             ds: nn.Module = nn.Identity() if i == 0 else LSNetDownsample(dims[i - 1], dims[i])
             if i > 0:
-                feat = ds.out_size(feat)  # type: ignore[operator]
-            check_stage_size(model_name, i, feat)
+                feat = self.track_module(ds, feat)
+            self.begin_stage(i, f"stages.{i}", feat)
             blocks = []
             for j in range(depths[i]):
                 pos = f"stages.{i}.blocks.{j}"
                 se = None
                 if j % 2 == 0:
                     mix: nn.Module = RepVGGDW(dims[i])
-                    se = build_slot("attn", _se_value(attn, dims[i]), dims[i], self.ctx(f"{pos}.se", feat))
+                    se = build_slot("attn", _se_value(self.slot_value("attn", attn, i, j), dims[i]), dims[i],
+                                    self.ctx(f"{pos}.se", feat))
                 elif i in attention_stages:
                     if feat is None:
-                        raise ValueError(f"{model_name}: the attention of stage {i} needs the feature size; "
-                                         f"pass img_size=")
+                        raise ConfigError(f"{model_name}: the attention of stage {i} needs the feature size; "
+                                          f"pass img_size=")
                     mix = LSNetAttention(dims[i], key_dims[i], heads[i], dims[i] / (key_dims[i] * heads[i]),
                                          resolution=feat, act_layer=act_layer)
                 else:
-                    mix = build_slot("mixer", mixer, dims[i], self.ctx(f"{pos}.mixer", feat))
+                    mix = build_slot("mixer", self.slot_value("mixer", mixer, i, j), dims[i],
+                                     self.ctx(f"{pos}.mixer", feat))
                 blocks.append(LSNetBlock(dims[i], mixer=mix, se=se, act_layer=act_layer, mlp_ratio=mlp_ratio,
                                          drop_path=self.drop_path_rates[k]))
                 k += 1
@@ -355,7 +355,7 @@ class LSNet(Backbone):
     def reset_classifier(self, num_classes: int, head=None) -> None:
         """New classifier (and a new BatchNorm1d when a new pooling ``head`` changes the pooled size)."""
         if head is not None:
-            self.head = build_slot("head", head, self.num_features, SlotContext(self.model_name, "head"))
+            self.set_head(head)
             size = getattr(self.head, "out_features", self.num_features)
             if size != self.head_hidden_size:
                 self.head_norm = nn.BatchNorm1d(size)
@@ -364,29 +364,14 @@ class LSNet(Backbone):
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
         self._init_fc()
 
-    @torch.no_grad()
-    def reparameterize(self) -> LSNet:
-        """Inference form, in place (switches to eval mode): every ConvBN -> biased conv, RepVGGDW -> one 3x3
-        depthwise conv, head BatchNorm1d folded into the Linear. Eval outputs are unchanged (up to float rounding);
-        LS conv's BN after SKA is kept (it cannot be folded). Returns ``self``."""
-        self.eval()
-
-        def fuse_children(module: nn.Module) -> None:
-            for name, child in module.named_children():
-                if isinstance(child, (ConvBN, RepVGGDW)):
-                    setattr(module, name, child.fuse())
-                else:
-                    fuse_children(child)
-
-        fuse_children(self)
+    def reparameterize(self) -> None:
+        """The model-level ``reparameterize()`` hook of :func:`blockzoo.deploy.reparameterize`: folds the head
+        BatchNorm1d into the classifier Linear (idempotent). The walker fuses the rest (every ConvBN -> biased conv,
+        RepVGGDW -> one 3x3 depthwise conv; LS conv's BN after SKA cannot be folded and stays): call
+        ``blockzoo.deploy.reparameterize(model)`` for the inference form, not this method."""
         if isinstance(self.head_norm, nn.BatchNorm1d) and isinstance(self.fc, nn.Linear):
-            bn, fc = self.head_norm, self.fc
-            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
-            shift = bn.bias - bn.running_mean * scale
-            fc.bias.add_(fc.weight @ shift)
-            fc.weight.mul_(scale[None, :])
+            self.fc = fuse_bn_linear(self.head_norm, self.fc)
             self.head_norm = nn.Identity()
-        return self
 
 
 # --------------------------------------------------------------------------------------------------- registration
@@ -403,13 +388,14 @@ _DEPLOY_PARAMS = {"lsnet_t": 11_370_488, "lsnet_s": 16_098_232, "lsnet_b": 23_24
 _MACS = {"lsnet_t": 315_147_392, "lsnet_s": 537_069_632, "lsnet_b": 1_240_906_752}
 _SMALL_PARAMS = {"params_3ch_10cls": 11_028_682, "params_1ch_10cls": 11_028_394}
 
-_NOTES = ("Options: stem ('official' | 'small' | three strides), img_size (sets the stage-3 attention's bias table; "
-          "inputs up to it are accepted), attention_stages ((3,); () puts the mixer slot in stage 3 too), num_heads, "
-          "key_dim, mlp_ratio (2), drop_path_rate, drop_rate, init ('official' | 'kaiming'). "
-          "model.reparameterize() gives the inference form (deploy parameter count).")
+_NOTES = ("img_size sets the stage-3 attention's bias table (inputs up to it are accepted); attention_stages=() puts "
+          "the mixer slot in stage 3 too. blockzoo.deploy.reparameterize(model) gives the inference form (deploy "
+          "parameter count).")
 
 
-def _entry(name: str, depths: Sequence[int], dims: Sequence[int], **defaults: Any) -> Callable[..., LSNet]:
+def _entry(name: str, config: str, **defaults: Any) -> Callable[..., LSNet]:
+    depths, dims = CONFIGS[config][:2]
+
     def fn(*, num_classes: int = 1000, in_chans: int = 3, **kw: Any) -> LSNet:
         return LSNet(depths, dims, num_classes=num_classes, in_chans=in_chans, model_name=name, **{**defaults, **kw})
 
@@ -418,22 +404,26 @@ def _entry(name: str, depths: Sequence[int], dims: Sequence[int], **defaults: An
     return fn
 
 
-for _name, (_depths, _dims, _pp, _pm) in CONFIGS.items():
-    register_model(
-        _name, family="lsnet", slots=SLOTS, paper=LSNET, paper_params=int(_pp), paper_macs=_pm,
-        reference={"params_1000cls": _PARAMS[_name], "deploy_params_1000cls": _DEPLOY_PARAMS[_name],
-                   "macs_224": _MACS[_name]},
-        summary=f"LSNet-{_name[-1].upper()}: depths {_depths}, dims {_dims}; RepVGGDW+SE / LS conv blocks, attention "
+def _paper_spec(name: str) -> dict[str, Any]:
+    """register_model arguments of a paper LSNet (numbers from the tables above)."""
+    depths, dims, pp, pm = CONFIGS[name]
+    return dict(
+        family="lsnet", slots=SLOTS, paper=LSNET, paper_params=int(pp), paper_macs=pm,
+        reference={"params_1000cls": _PARAMS[name], "deploy_params_1000cls": _DEPLOY_PARAMS[name],
+                   "macs_224": _MACS[name]},
+        summary=f"LSNet-{name[-1].upper()}: depths {depths}, dims {dims}; RepVGGDW+SE / LS conv blocks, attention "
                 f"in stage 3, FFN x2",
-        claims=(Claim(f"{_PARAMS[_name]:,} parameters (paper: {_pp / 1e6:.1f}M)", _T + "test_param_counts"),
-                Claim(f"{_DEPLOY_PARAMS[_name]:,} parameters after reparameterize()",
+        claims=(Claim(f"{_PARAMS[name]:,} parameters (paper: {pp / 1e6:.1f}M)", _T + "test_param_counts"),
+                Claim(f"{_DEPLOY_PARAMS[name]:,} parameters after blockzoo.deploy.reparameterize()",
                       _T + "test_deploy_param_counts"),
-                Claim(f"{_MACS[_name] / 1e9:.3f} G MACs at 224 (convs/linears/matmuls); with fvcore's norm counts it "
-                      f"rounds to the paper's {_pm / 1e9:.1f} G", _T + "test_macs_224")),
-        notes=_NOTES,
-    )(_entry(_name, _depths, _dims))
+                Claim(f"{_MACS[name] / 1e9:.3f} G MACs at 224 (convs/linears/matmuls); with fvcore's norm counts it "
+                      f"rounds to the paper's {pm / 1e9:.1f} G", _T + "test_macs_224")),
+        notes=_NOTES)
 
 
+register_model("lsnet_t", **_paper_spec("lsnet_t"))(_entry("lsnet_t", "lsnet_t"))
+register_model("lsnet_s", **_paper_spec("lsnet_s"))(_entry("lsnet_s", "lsnet_s"))
+register_model("lsnet_b", **_paper_spec("lsnet_b"))(_entry("lsnet_b", "lsnet_b"))
 register_model(
     "lsnet_t_small", family="lsnet", slots=SLOTS, paper=LSNET, input_size=(3, 32, 32), num_classes=10,
     reference=_SMALL_PARAMS,
@@ -443,4 +433,4 @@ register_model(
                   _T + "test_small_variant"),
             Claim("a 28 px input gives the ImageNet feature sizes 28/14/7/4", _T + "test_small_variant")),
     notes="Not a paper model: LSNet-T with stem='small' and img_size=32. " + _NOTES,
-)(_entry("lsnet_t_small", *CONFIGS["lsnet_t"][:2], stem="small"))
+)(_entry("lsnet_t_small", "lsnet_t", stem="small"))

@@ -79,12 +79,13 @@ import torch
 import torch.nn as nn
 
 from blockzoo import papers
+from blockzoo.blocks.common.inverted_residual import ATTN_POSITIONS, InvertedResidual
 from blockzoo.blocks.common.layers import ConvNormAct, make_divisible
-from blockzoo.models.base import Backbone, init_weights, out_size, to_size
-from blockzoo.registry import Claim, build_slot, parse_slot_value, register_model
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
+from blockzoo.registry import Claim, parse_slot_value, register_model
 
-__all__ = ["MobileNetV2", "InvertedResidual", "MBV2_SETTINGS", "ATTN_RULES", "ATTN_POSITIONS", "attn_rule",
-           "eca_official_k", "SLOTS"]
+__all__ = ["MobileNetV2", "MBV2_SETTINGS", "ATTN_RULES", "attn_rule", "eca_official_k", "SLOTS"]
 
 SLOTS = {"attn": "none", "norm": "bn", "act": "relu6", "head": "avg"}
 
@@ -92,7 +93,6 @@ SLOTS = {"attn": "none", "norm": "bn", "act": "relu6", "head": "avg"}
 MBV2_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
-ATTN_POSITIONS = ("after_dw", "after_proj")
 # block name -> (position, also in the t = 1 block); see the module docstring for the sources.
 ATTN_RULES: dict[str, tuple[str, bool]] = {
     "coord": ("after_dw", False),
@@ -109,58 +109,22 @@ def attn_rule(attn: Any) -> tuple[str, bool]:
     return ATTN_RULES.get(name, DEFAULT_ATTN_RULE) if isinstance(name, str) else DEFAULT_ATTN_RULE
 
 
+def _eca_official(attn: Any, c: int) -> Any:
+    """``eca_k_official``: the released kernel of the stage (table width ``c``) for an ``eca`` value."""
+    name, kw = parse_slot_value(attn)
+    if name == "none":
+        return attn
+    if name != "eca":
+        raise ConfigError(f"eca_k_official=True only applies to attn='eca', got attn={attn!r}")
+    if "k_size" in kw:
+        raise ConfigError("eca_k_official=True sets k_size per stage; do not also pass eca(k_size=...)")
+    return "eca", {**kw, "k_size": eca_official_k(c)}
+
+
 def eca_official_k(c: int) -> int:
     """Kernel size of the released ECA-MobileNetV2 (``models/eca_mobilenetv2.py``): 1 if the stage's table width
     c <= 96, else 3."""
     return 1 if c <= 96 else 3
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: [1x1 expand -> norm -> act] -> 3x3 depthwise -> norm -> act -> 1x1 linear project -> norm,
-    plus the identity when ``stride == 1`` and ``in_channels == out_channels``.
-
-    ``attn`` is inserted at ``attn_position``: ``"after_dw"`` (on the ``hidden`` = t * C_in channels, between the
-    depthwise act and the projection) or ``"after_proj"`` (on C_out channels, after the projection norm, before the
-    residual add). Submodules are registered in execution order.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: float, *, attn: Any = "none",
-                 attn_position: str = "after_dw", norm: Any = "bn", act: Any = "relu6", ctx=None,
-                 feat_size: tuple[int, int] | None = None):
-        super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"InvertedResidual stride must be 1 or 2, got {stride}")
-        if attn_position not in ATTN_POSITIONS:
-            raise ValueError(f"attn_position must be one of {ATTN_POSITIONS}, got {attn_position!r}")
-        ctx = ctx or (lambda s, f: None)
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.hidden = int(round(in_channels * expand_ratio))
-        self.use_res = stride == 1 and in_channels == out_channels
-        self.attn_position = attn_position
-        feat_out = out_size(feat_size, stride)
-        if expand_ratio != 1:
-            self.conv_pw = ConvNormAct(in_channels, self.hidden, 1, norm=norm, act=act)
-        else:
-            self.conv_pw = nn.Identity()
-        self.conv_dw = ConvNormAct(self.hidden, self.hidden, 3, stride, groups=self.hidden, norm=norm, act=act)
-        if attn_position == "after_dw":
-            self.attn = build_slot("attn", attn, self.hidden, ctx("attn", feat_out))
-        self.conv_pwl = ConvNormAct(self.hidden, out_channels, 1, norm=norm, act=None)  # linear bottleneck
-        if attn_position == "after_proj":
-            self.attn = build_slot("attn", attn, out_channels, ctx("attn", feat_out))
-
-    def zero_init_last(self) -> None:
-        w = getattr(self.conv_pwl.norm, "weight", None)
-        if self.use_res and w is not None:
-            nn.init.zeros_(w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_dw(self.conv_pw(x))
-        if self.attn_position == "after_dw":
-            y = self.conv_pwl(self.attn(y))
-        else:
-            y = self.attn(self.conv_pwl(y))
-        return x + y if self.use_res else y
 
 
 class MobileNetV2(Backbone):
@@ -174,47 +138,39 @@ class MobileNetV2(Backbone):
         attn_position: ``None`` (per-block rule), ``"after_dw"`` or ``"after_proj"``.
         attn_first_block: put ``attn`` in the t = 1 block too (``None``: per-block rule; CA's official code: no).
         eca_k_official: with ``attn="eca"``, use the released ECA-MobileNetV2 kernels (k = 1 for c <= 96, else 3).
-        attn_stages: indices (0-6) of the bottleneck stages (rows of the paper's Table 2) that get ``attn``;
-            ``None``: all. E.g. ``(3, 4, 5, 6)`` keeps costly blocks (non-local, residual attention) to the late,
-            low-resolution stages, as the non-local paper does in ResNets.
         drop_rate: dropout before the classifier.
+
+    ``attn`` takes one value per bottleneck stage (the 7 rows of the paper's Table 2), e.g.
+    ``attn=["none"] * 3 + ["nonlocal"] * 4`` keeps costly blocks (non-local, residual attention) to the late,
+    low-resolution stages, as the non-local paper does in ResNets; or a :class:`~blockzoo.models.base.PerBlock`.
     """
 
     def __init__(self, *, width_mult: float = 1.0, num_classes: int = 1000, in_chans: int = 3, stem: str = "imagenet",
-                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.2, attn: Any = "none",
+                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.2, attn: Any = SLOTS["attn"],
                  attn_position: str | None = None, attn_first_block: bool | None = None, eca_k_official: bool = False,
-                 norm: Any = "bn", act: Any = "relu6", head: Any = "avg", round_nearest: int = 8,
+                 norm: Any = SLOTS["norm"], act: Any = SLOTS["act"], head: Any = SLOTS["head"],
+                 round_nearest: int = 8,
                  last_channels: int = 1280, settings: tuple[tuple[int, int, int, int], ...] = MBV2_SETTINGS,
-                 model_name: str = "mobilenetv2", zero_init_last: bool = False,
-                 attn_stages: tuple[int, ...] | None = None):
+                 model_name: str = "mobilenetv2", zero_init_last: bool = False):
         super().__init__()
+        norm, act = parse_once(norm), parse_once(act)
         if width_mult <= 0:
-            raise ValueError(f"width_mult must be positive (the paper uses 0.35 ... 1.4), got {width_mult}")
+            raise ConfigError(f"width_mult must be positive (the paper uses 0.35 ... 1.4), got {width_mult}")
         if stem not in ("imagenet", "small", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' (224 px) or 'small' (28-32 px inputs), got {stem!r}")
-        rule_pos, rule_first = attn_rule(attn)
-        position = rule_pos if attn_position is None else attn_position
-        if position not in ATTN_POSITIONS:
-            raise ValueError(f"attn_position must be None (per-block rule) or one of {ATTN_POSITIONS}, "
-                             f"got {attn_position!r}")
-        first_block = rule_first if attn_first_block is None else attn_first_block
-        attn_name, attn_kw = parse_slot_value(attn)
-        if attn_stages is not None and not set(attn_stages) <= set(range(len(settings))):
-            raise ValueError(f"attn_stages must be indices of the {len(settings)} bottleneck stages "
-                             f"(0-{len(settings) - 1}), got {attn_stages!r}")
-        if eca_k_official and attn_name != "eca":
-            raise ValueError(f"eca_k_official=True only applies to attn='eca', got attn={attn!r}")
-        if eca_k_official and "k_size" in attn_kw:
-            raise ValueError("eca_k_official=True sets k_size per stage; do not also pass eca(k_size=...)")
+            raise ConfigError(f"stem must be 'imagenet' (224 px) or 'small' (28-32 px inputs), got {stem!r}")
+        if attn_position is not None and attn_position not in ATTN_POSITIONS:
+            raise ConfigError(f"attn_position must be None (per-block rule) or one of {ATTN_POSITIONS}, "
+                              f"got {attn_position!r}")
 
         self.model_name, self.in_chans, self.width_mult = model_name, in_chans, width_mult
-        self.stem_type, self.attn_position, self.attn_first_block = stem, position, first_block
+        self.num_stages = len(settings)
+        self.stem_type, self.attn_position, self.attn_first_block = stem, attn_position, attn_first_block
         small = stem in ("small", "cifar")
         feat = to_size(img_size)
         stem_ch = make_divisible(32 * width_mult, round_nearest)
         stem_stride = 1 if small else 2
         self.stem = ConvNormAct(in_chans, stem_ch, 3, stem_stride, norm=norm, act=act)
-        feat = out_size(feat, stem_stride)
+        feat = self.track(feat, stem_stride)
 
         blocks: list[nn.Module] = []
         in_ch, first_stride2 = stem_ch, True
@@ -224,15 +180,19 @@ class MobileNetV2(Backbone):
                 s, first_stride2 = 1, False  # CIFAR practice: the first stride-2 stage keeps the resolution
             elif s == 2:
                 first_stride2 = False
+            self.begin_stage(si, f"blocks.{len(blocks)}-{len(blocks) + n - 1}", self.track(feat, s))
             for i in range(n):
                 stride = s if i == 0 else 1
-                use_attn = attn if (t != 1 or first_block) and (attn_stages is None or si in attn_stages) else "none"
-                if eca_k_official and use_attn not in (None, "none"):
-                    use_attn = ("eca", {**attn_kw, "k_size": eca_official_k(c)})
+                value = self.slot_value("attn", attn, si, i)
+                rule_pos, rule_first = attn_rule(value)
+                first_block = rule_first if attn_first_block is None else attn_first_block
+                use_attn = value if t != 1 or first_block else "none"
+                if eca_k_official:
+                    use_attn = _eca_official(use_attn, c)
                 pos = f"blocks.{len(blocks)}"
                 blocks.append(InvertedResidual(
-                    in_ch, out_ch, stride, t, attn=use_attn, attn_position=position, norm=norm, act=act,
-                    feat_size=feat, ctx=lambda sl, f, p=pos: self.ctx(f"{p}.{sl}", f)))
+                    in_ch, out_ch, stride, t, attn=use_attn, attn_position=attn_position or rule_pos, norm=norm,
+                    act=act, feat_size=feat, ctx=self.block_ctx(pos, feat)))
                 feat, in_ch = out_size(feat, stride), out_ch
         self.blocks = nn.Sequential(*blocks)
         self.feat_size = feat
@@ -259,7 +219,6 @@ _IMAGENET: dict[str, tuple[float, int, int, float, float]] = {
     "mobilenetv2_100": (1.00, 3_504_872, 300_774_272, 3.4e6, 300e6),
     "mobilenetv2_140": (1.40, 6_108_776, 582_195_824, 6.9e6, 585e6),
 }
-CA_DELTA_100 = {"params": 445_776, "macs_224": 5_892_096}
 _TEST = "tests/test_mobilenetv2.py"
 
 
@@ -280,34 +239,42 @@ def _small(name: str, width: float):
     return fn
 
 
-for _name, (_w, _params, _macs, _pp, _pm) in _IMAGENET.items():
-    _claims = [Claim(f"{_params:,} parameters (1000 classes)", f"{_TEST}::test_param_counts_imagenet")]
-    if _name == "mobilenetv2_100":
-        _claims += [
-            Claim("about 300M MACs at 224 px (paper Table 4: 300M MAdds)", f"{_TEST}::test_macs_224"),
-            Claim("Coordinate Attention adds nearly no computational overhead (CA paper: 3.5M/300M -> 3.95M/310M; "
-                  "ours: +445,776 params -> 3,950,648, +5.89M conv MACs -> 306.7M)", f"{_TEST}::test_coord_overhead"),
-            Claim("ECA adds only k parameters per module (paper formula: 59 in all; released kernels: 25)",
-                  f"{_TEST}::test_eca_params_per_module"),
-        ]
-    register_model(
-        _name, family="mobilenetv2", slots=SLOTS, paper=papers.MOBILENETV2, input_size=(3, 224, 224),
-        num_classes=1000, paper_params=int(_pp), paper_macs=_pm,
-        reference={"params_1000cls": _params, "macs_224": _macs},
-        summary=f"MobileNetV2 x{_w}: inverted residuals with linear bottlenecks, ReLU6, 224 px",
-        claims=tuple(_claims),
-        notes="Options: width_mult, stem='imagenet'|'small', img_size, attn_position='after_dw'|'after_proj', "
-              "attn_first_block, eca_k_official, drop_rate (0.2), zero_init_last.",
-    )(_imagenet(_name, _w))
+def _imagenet_spec(name: str, *extra_claims: Claim) -> dict[str, Any]:
+    """register_model arguments of an ImageNet MobileNetV2 (numbers from the table above)."""
+    w, params, macs, pp, pm = _IMAGENET[name]
+    return dict(
+        family="mobilenetv2", slots=SLOTS, paper=papers.MOBILENETV2, input_size=(3, 224, 224), num_classes=1000,
+        paper_params=int(pp), paper_macs=pm, reference={"params_1000cls": params, "macs_224": macs},
+        summary=f"MobileNetV2 x{w}: inverted residuals with linear bottlenecks, ReLU6, 224 px",
+        claims=(Claim(f"{params:,} parameters (1000 classes)", f"{_TEST}::test_param_counts_imagenet"),
+                *extra_claims))
+
+
+def _small_spec(name: str) -> dict[str, Any]:
+    """register_model arguments of a 28-32 px MobileNetV2 (numbers from the table below)."""
+    w, params = _SMALL[name]
+    return dict(
+        family="mobilenetv2", slots=SLOTS, paper=papers.MOBILENETV2, input_size=(3, 32, 32), num_classes=10,
+        reference={"params_3ch_10cls": params},
+        summary=f"MobileNetV2 x{w} for 28-32 px inputs: stem stride 1, the c=24 stage at stride 1 (kuangliu CIFAR "
+                f"practice), 4x4 final map",
+        claims=(Claim(f"{params:,} parameters (3 channels, 10 classes)", f"{_TEST}::test_param_counts_small"),
+                Claim("a 32 px input ends at 4x4 (overall stride 8)", f"{_TEST}::test_small_feature_size")),
+        notes="img_size defaults to 32, drop_rate to 0.")
+
+
+register_model("mobilenetv2_035", **_imagenet_spec("mobilenetv2_035"))(_imagenet("mobilenetv2_035", 0.35))
+register_model("mobilenetv2_050", **_imagenet_spec("mobilenetv2_050"))(_imagenet("mobilenetv2_050", 0.50))
+register_model("mobilenetv2_075", **_imagenet_spec("mobilenetv2_075"))(_imagenet("mobilenetv2_075", 0.75))
+register_model("mobilenetv2_100", **_imagenet_spec(
+    "mobilenetv2_100",
+    Claim("about 300M MACs at 224 px (paper Table 4: 300M MAdds)", f"{_TEST}::test_macs_224"),
+    Claim("Coordinate Attention adds nearly no computational overhead (CA paper: 3.5M/300M -> 3.95M/310M; ours: "
+          "+445,776 params -> 3,950,648, +5.89M conv MACs -> 306.7M)", f"{_TEST}::test_coord_overhead"),
+    Claim("ECA adds only k parameters per module (paper formula: 59 in all; released kernels: 25)",
+          f"{_TEST}::test_eca_params_per_module")))(_imagenet("mobilenetv2_100", 1.00))
+register_model("mobilenetv2_140", **_imagenet_spec("mobilenetv2_140"))(_imagenet("mobilenetv2_140", 1.40))
 
 _SMALL = {"mobilenetv2_050_small": (0.5, 700_490), "mobilenetv2_100_small": (1.0, 2_236_682)}
-for _name, (_w, _params) in _SMALL.items():
-    register_model(
-        _name, family="mobilenetv2", slots=SLOTS, paper=papers.MOBILENETV2, input_size=(3, 32, 32), num_classes=10,
-        reference={"params_3ch_10cls": _params},
-        summary=f"MobileNetV2 x{_w} for 28-32 px inputs: stem stride 1, the c=24 stage at stride 1 (kuangliu CIFAR "
-                f"practice), 4x4 final map",
-        claims=(Claim(f"{_params:,} parameters (3 channels, 10 classes)", f"{_TEST}::test_param_counts_small"),
-                Claim("a 32 px input ends at 4x4 (overall stride 8)", f"{_TEST}::test_small_feature_size")),
-        notes="Options: as the ImageNet models; img_size defaults to 32, drop_rate to 0.",
-    )(_small(_name, _w))
+register_model("mobilenetv2_050_small", **_small_spec("mobilenetv2_050_small"))(_small("mobilenetv2_050_small", 0.5))
+register_model("mobilenetv2_100_small", **_small_spec("mobilenetv2_100_small"))(_small("mobilenetv2_100_small", 1.0))

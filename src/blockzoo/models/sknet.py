@@ -1,7 +1,8 @@
 """SKNets (Li et al., "Selective Kernel Networks", CVPR 2019, arXiv:1903.06586, inventory S097).
 
-Built from :class:`blockzoo.models.resnet.ResNet` with the ``sk`` unit (``blockzoo.blocks.conv.sk``) in the ``conv``
-slot, so every other slot (attn, norm, act, connection, head) stays swappable.
+Built from the shared skeleton :class:`blockzoo.models.common.resnet.ResNet` with the ``sk`` unit
+(``blockzoo.blocks.conv.sk``) in the ``conv`` slot, so every other slot (attn, norm, act, connection, head) stays
+swappable.
 
 - ``sknet50`` / ``sknet101``: the paper's SKNet-50 / SKNet-101 = ResNeXt-50 / -101 (32x4d) bodies whose grouped 3x3
   convolutions become SK units (M = 2, G = 32, r = 16, L = 32). Bottleneck widths 128/256/512/1024 (``groups=32,
@@ -21,8 +22,8 @@ slot, so every other slot (attn, norm, act, connection, head) stays swappable.
 from __future__ import annotations
 
 from blockzoo import papers
-from blockzoo.models.resnet import SLOTS as RESNET_SLOTS
-from blockzoo.models.resnet import BasicBlock, Bottleneck, ResNet
+from blockzoo.models.common.resnet import SLOTS as RESNET_SLOTS
+from blockzoo.models.common.resnet import BasicBlock, Bottleneck, ResNet
 from blockzoo.registry import Claim, register_model
 
 __all__ = ["sknet50", "sknet101", "skresnet20"]

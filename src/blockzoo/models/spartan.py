@@ -20,7 +20,8 @@ Follows the official ``src/model/spartan.py`` + ``src/config/model/spartan.yaml`
   init 1e-5 on both branches.
 - grouping flips halfway: stages ``i < num_layer // 2`` (0, 1) use dense 3x3 convs in the SMixer and a depthwise
   (groups rC) 3x3 in the CMixer; stages 2, 3 use ``groups = C/2`` (depthwise) in the SMixer and ``groups = C`` in
-  the CMixer (``dense_stages=`` moves the switch).
+  the CMixer (``dense_stages=`` moves the switch; a ``spartan`` mixer value that does not set ``grouped`` / ``act``
+  gets its stage's grouping and the model's ``act``, single or per stage).
 - head: GAP -> Linear (no norm, no dropout by default).
 - init: the official ``_init_weights`` (conv weights ``N(0, 2 / (k*k*out/groups))``, zero biases, BN 1/0,
   Linear head ``trunc_normal(0.02)``), layer scales / gamma 1e-5, complex weights ``randn``.
@@ -41,18 +42,13 @@ Deviation / conventions:
   so a 32 px input gives stages at 32, 16, 8, 4 (28 px: 28, 14, 7, 3). Any skeleton stem (``"patch"``, a callable)
   can also be given.
 
-Paper vs ours (1000 classes). Params exact (asserted in tests/test_spartan.py against a closed-form count of the
-official modules); MACs with ``blockzoo.profile.counting.count_macs`` (convs and linears only; norms, activations,
-pooling, the argmax gather, the complex multiply and other elementwise ops uncounted):
+The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``). Paper:
+3.8M parameters (abstract) and "approximately 1.0G" FLOPs. Params exact (asserted in tests/test_spartan.py against a
+closed-form count of the official modules); MACs with ``blockzoo.profile.counting.count_macs`` (convs and linears
+only; norms, activations, pooling, the argmax gather, the complex multiply and other elementwise ops uncounted): ours
+are 3,820,296 parameters (+0.5%) and 1.044 GMACs at 256 px (+4.4%; 0.800 G at 224 px, -20%).
 
-========= ======================= ============= ======= ====================== ================ =======
-model     params (paper)          params (ours) diff    MACs paper             MACs ours        diff
-========= ======================= ============= ======= ====================== ================ =======
-spartan   3.8M (abstract)         3,820,296     +0.5% * "approximately 1.0G"   1.044G @256 px   +4.4% *
-                                                                               0.800G @224 px   -20%
-========= ======================= ============= ======= ====================== ================ =======
-
-(*) Both paper numbers are given to one decimal: 3.8M stands for 3.75M-3.85M and 1.0G for 0.95G-1.05G; ours are
+Both paper numbers are given to one decimal: 3.8M stands for 3.75M-3.85M and 1.0G for 0.95G-1.05G; ours are
 inside both intervals. The parameter count is exactly that of the official ``SpaRTAN(**spartan.yaml)`` (same modules,
 same shapes). **Resolution:** the official ImageNet pipeline trains and evaluates at **256 px**
 (``src/config/data/imagenet.yaml``: ``img_size: 256``, ``crop_size: 256``; RandomResizedCrop(256) for training,
@@ -70,11 +66,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from blockzoo.blocks.common.drop import DropPath
+from blockzoo.blocks.common.layer_scale import layer_scale
 from blockzoo.blocks.common.layers import make_act
-from blockzoo.blocks.mixers.spartan import BN_EPS, SPARTAN, CMixer, official_init
-from blockzoo.models.base import out_size
-from blockzoo.models.metaformer import SMALL_IMG_SIZE, DropPath, LayerScale, MetaFormer
-from blockzoo.registry import Claim, SlotContext, register_model
+from blockzoo.blocks.mixers.spartan import BN_EPS, CMixer, official_init
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import PerBlock, out_size, per_stage_values
+from blockzoo.models.metaformer import SMALL_IMG_SIZE, MetaFormer
+from blockzoo.papers import SPARTAN
+from blockzoo.registry import Claim, SlotContext, parse_slot_value, register_model
 
 __all__ = ["SpaRTANStem", "SpaRTANDownsample", "SpaRTANBlock", "SPARTAN_CONFIG", "OFFICIAL_DROP_PATH_RATE",
            "spartan_entry"]
@@ -142,11 +142,11 @@ class SpaRTANBlock(nn.Module):
         self.norm1 = norm_layer(dim)
         self.mixer = mixer
         self.attn = attn if attn is not None else nn.Identity()
-        self.ls1 = nn.Identity() if ls_init_value is None else LayerScale(dim, ls_init_value)
+        self.ls1 = layer_scale(dim, ls_init_value)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.cmixer = CMixer(dim, expand_ratio=mlp_ratio, grouped=grouped, act=act_layer)
-        self.ls2 = nn.Identity() if ls_init_value is None else LayerScale(dim, ls_init_value)
+        self.ls2 = layer_scale(dim, ls_init_value)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +172,7 @@ def spartan_entry(name: str, config: dict[str, Any], *, default_stem: str = "spa
         n = len(cfg["depths"])
         dense = n // 2 if dense_stages is None else int(dense_stages)
         if not 0 <= dense <= n:
-            raise ValueError(f"dense_stages must be between 0 and the number of stages ({n}), got {dense_stages}")
+            raise ConfigError(f"dense_stages must be between 0 and the number of stages ({n}), got {dense_stages}")
         if cfg.get("img_size") is None:
             cfg["img_size"] = SMALL_IMG_SIZE if stem == "small" else default_img_size
         if stem in ("spartan", "small"):
@@ -180,9 +180,7 @@ def spartan_entry(name: str, config: dict[str, Any], *, default_stem: str = "spa
         if cfg.get("downsample") is None:
             cfg["downsample"] = SpaRTANDownsample
         cfg.setdefault("block", [partial(SpaRTANBlock, grouped=i >= dense) for i in range(n)])
-        if "mixer_kwargs_per_stage" not in cfg:
-            cfg["mixer_kwargs_per_stage"] = [{"grouped": i >= dense, "act": cfg["act"]} for i in range(n)]
-            cfg.setdefault("mixer_kwargs_for", "spartan")
+        cfg["mixer"] = _stage_smixers(cfg["mixer"], n, dense, cfg["act"])
         return MetaFormer(num_classes=num_classes, in_chans=in_chans, model_name=name, stem=stem, **cfg)
 
     fn.__name__ = name
@@ -190,9 +188,22 @@ def spartan_entry(name: str, config: dict[str, Any], *, default_stem: str = "spa
     return fn
 
 
-_NOTES = ("Options: stem ('spartan'|'small'|skeleton stems), img_size, dense_stages (2), drop_path_rate (0; official "
-          "schedule: OFFICIAL_DROP_PATH_RATE = 0.095), drop_rate, ls_init_value (1e-5), depths, dims, mlp_ratios "
-          "(CMixer expand ratios, (4, 4, 2, 2)).")
+def _stage_smixers(mixer: Any, n: int, dense: int, act: Any) -> Any:
+    """The per-stage ``mixer`` value: every ``spartan`` entry (single or per stage) that does not set them gets the
+    stage's grouping (``grouped = stage >= dense``, as the CMixer) and the model's ``act``, as in the official code.
+    Other mixers and a :class:`~blockzoo.models.base.PerBlock` are used as given."""
+    if isinstance(mixer, PerBlock):
+        return mixer
+    entries = per_stage_values(mixer) or [mixer] * n
+    out = []
+    for i, value in enumerate(entries):
+        name, kw = parse_slot_value(value)
+        out.append((name, {"grouped": i >= dense, "act": act, **kw}) if name == "spartan" else value)
+    return out
+
+
+_NOTES = ("The official drop-path schedule is drop_path_rate=OFFICIAL_DROP_PATH_RATE (0.095; default 0 here); "
+          "mlp_ratios are the CMixer expand ratios (4, 4, 2, 2).")
 
 register_model(
     "spartan", family="spartan", slots=SLOTS, paper=SPARTAN, input_size=(3, 256, 256), num_classes=1000,

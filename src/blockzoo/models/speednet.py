@@ -29,13 +29,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo.blocks.common.layers import make_act
-from blockzoo.models.base import Backbone, out_size, to_size
-from blockzoo.registry import Claim, Paper, build_slot, parse_slot_value, register_model
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import Backbone, out_size, parse_once, to_size
+from blockzoo.papers import AIRBENCH
+from blockzoo.registry import Claim, build_slot, parse_slot_value, register_model
 
 __all__ = ["AIRBENCH", "SpeedNet", "ConvGroup", "init_whitening", "patch_second_moment", "SLOTS", "AIRBENCH_BN"]
 
-AIRBENCH = Paper("94% on CIFAR-10 in 3.29 Seconds on a Single GPU", 2024, "arXiv", "2404.00498",
-                 url="https://github.com/KellerJordan/cifar10-airbench", authors="Jordan")
 
 SLOTS = {"attn": "none", "norm": "bn", "act": "gelu", "head": "max"}
 #: airbench94's BatchNorm: ``momentum=0.6`` in its (EMA-decay) convention = PyTorch momentum 0.4; eps 1e-12.
@@ -93,26 +93,26 @@ class SpeedNet(Backbone):
 
     def __init__(self, *, num_classes: int = 10, in_chans: int = 3, widths: tuple[int, int, int] = (64, 128, 256),
                  whiten_kernel: int = 2, img_size: int | tuple[int, int] | None = 32, logit_scale: float = 1 / 9,
-                 dirac: bool = True, drop_rate: float = 0.0, model_name: str = "speednet", attn="none", norm="bn",
-                 act="gelu", head="max"):
+                 dirac: bool = True, drop_rate: float = 0.0, model_name: str = "speednet",
+                 attn=SLOTS["attn"], norm=SLOTS["norm"], act=SLOTS["act"], head=SLOTS["head"]):
         super().__init__()
+        norm, act = parse_once(norm), parse_once(act)
         if len(widths) != 3 or any(int(w) < 1 for w in widths):
-            raise ValueError(f"widths must be three positive channel counts, got {widths!r}")
+            raise ConfigError(f"widths must be three positive channel counts, got {widths!r}")
         self.model_name, self.in_chans, self.widths = model_name, in_chans, tuple(int(w) for w in widths)
         self.logit_scale = float(logit_scale)
         k = int(whiten_kernel)
         self.whiten = nn.Conv2d(in_chans, 2 * in_chans * k * k, k, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
         self.whiten_act = make_act(act)
-        feat = out_size(to_size(img_size), 1, k, 0)
-        if feat is not None and min(feat) < 8:
-            raise ValueError(f"{model_name} needs inputs of at least {7 + k}x{7 + k} px (three 2x pools), "
-                             f"got img_size={img_size}")
+        self.num_stages = len(self.widths)
+        feat = self.track(to_size(img_size), 1, k, 0)
         groups, c = [], self.whiten.out_channels
         for i, w in enumerate(self.widths):
             pos = f"group{i + 1}"
-            g = ConvGroup(c, w, norm=norm, act=act, attn=attn, feat_size=feat, dirac=dirac,
-                          ctx=lambda s, f, p=pos: self.ctx(f"{p}.{s}", f))
+            self.begin_stage(i, pos, self.track(feat, 2, 2, 0))     # the group's 2x2 max-pool
+            g = ConvGroup(c, w, norm=norm, act=act, attn=self.slot_value("attn", attn, i), feat_size=feat,
+                          dirac=dirac, ctx=self.block_ctx(pos, feat))
             groups.append(g)
             feat, c = g.feat_out, w
         self.groups = nn.Sequential(*groups)
@@ -154,7 +154,7 @@ def patch_second_moment(images: torch.Tensor, kernel: int) -> torch.Tensor:
     (stride 1, no padding) of a float N x C x H x W batch; patches are flattened in (c, i, j) order, i.e. the order
     of a conv weight ``(C, k, k)``. Returns a float64 (C*k*k) x (C*k*k) matrix."""
     if images.ndim != 4:
-        raise ValueError(f"images must be N x C x H x W, got shape {tuple(images.shape)}")
+        raise ConfigError(f"images must be N x C x H x W, got shape {tuple(images.shape)}")
     x = images.detach().to(torch.float64)
     p = F.unfold(x, kernel)                              # N x (C*k*k) x L, rows in (c, i, j) order
     p = p.transpose(1, 2).reshape(-1, p.shape[1])         # (N*L) x D
@@ -174,10 +174,10 @@ def init_whitening(model_or_conv: nn.Module, images: torch.Tensor, eps: float = 
     c, k = conv.in_channels, conv.kernel_size[0]
     d = c * k * k
     if conv.out_channels != 2 * d or conv.groups != 1:
-        raise ValueError(f"a whitening conv over {c}x{k}x{k} patches needs {2 * d} output channels, "
-                         f"got {conv.out_channels}")
+        raise ConfigError(f"a whitening conv over {c}x{k}x{k} patches needs {2 * d} output channels, "
+                          f"got {conv.out_channels}")
     if images.ndim != 4 or images.shape[1] != c:
-        raise ValueError(f"images must be N x {c} x H x W (normalised floats), got shape {tuple(images.shape)}")
+        raise ConfigError(f"images must be N x {c} x H x W (normalised floats), got shape {tuple(images.shape)}")
     evals, evecs = torch.linalg.eigh(patch_second_moment(images, k))     # ascending
     evals, evecs = evals.flip(0), evecs.flip(1)
     w = (evecs.T / torch.sqrt(evals.clamp_min(0) + eps)[:, None]).reshape(d, c, k, k)
@@ -211,8 +211,7 @@ register_model(
     "speednet", family="speednet", slots=SLOTS, paper=AIRBENCH, input_size=(1, 28, 28), num_classes=10,
     reference={"params_1ch_10cls": SPEEDNET_PARAMS}, test_size=28,
     summary="airbench-style wide shallow convnet for 28 px: frozen 2x2 whitening conv, 3 conv groups 64/128/256",
-    notes="Train with blockzoo.train.speedrun (whitening init from data, lookahead, TTA). Options: widths=, "
-          "whiten_kernel=, logit_scale=, dirac=.",
+    notes="Train with blockzoo.train.speedrun (whitening init from data, lookahead, TTA).",
     claims=(Claim(f"{SPEEDNET_PARAMS:,} parameters at 1 input channel / 10 classes",
                   "tests/test_speedrun.py::test_speednet_registered_param_count"),
             Claim("the whitening init gives patch features with identity second moment",

@@ -18,8 +18,9 @@ Configuration of :class:`blockzoo.models.metaformer.MetaFormer` with its own blo
   ``Linear(C, 4C)`` -> GELU -> GRN (ConvNeXt-V2 global response normalisation on NHWC, with bias) ->
   ``Linear(4C, C, bias=False)`` -> BatchNorm -> layer scale ``gamma`` (1e-6) -> stochastic depth -> residual.
 - **Head**: global average pooling -> LayerNorm (eps 1e-6) -> Linear (``head_norm="post"``).
-- **Kernel sizes per block** (official defaults by depths; ``kernel_sizes=`` overrides): A/F/P (2, 2, 6, 2):
-  3 in stage 0, 13 elsewhere; N (2, 2, 8, 2): same; T (3, 3, 18, 3): stage 2 alternates 13, 3; S/B/L/XL
+- **Kernel sizes per block** (official defaults by depths, registered as the per-block default of the ``mixer`` slot,
+  ``KernelSchedule(default_kernel_sizes(depths))``; ``mixer=KernelSchedule(kernel_sizes)`` overrides): A/F/P
+  (2, 2, 6, 2): 3 in stage 0, 13 elsewhere; N (2, 2, 8, 2): same; T (3, 3, 18, 3): stage 2 alternates 13, 3; S/B/L/XL
   (3, 3, 27, 3): stage 2 repeats 13, 3, 3. Other depths: 3 in stage 0, 13 elsewhere.
 - **Init**: trunc-normal(0.02) convs/linears, zero biases (official ``_init_weights``); norms 1/0; GRN gamma/beta 0.
 
@@ -28,30 +29,21 @@ downsampling and head LayerNorms), ``act`` (``gelu``: FFN and stem), ``attn`` (`
 (``avg``). The two BatchNorms inside each block come from ``block_kwargs={"block_norm": "bn"}`` (the official code
 always uses BN there; re-parameterisation folds them only when they are BN).
 
-Deploy form: :func:`blockzoo.deploy.reparam.reparameterize(model) <blockzoo.deploy.reparam.reparameterize>` calls
+Deploy form: :func:`blockzoo.deploy.reparameterize(model) <blockzoo.deploy.reparam.reparameterize>` calls
 :meth:`UniRepLKNetBlock.reparameterize` (official ``UniRepLKNetBlock.reparameterize``): the Dilated Reparam Block is
 merged into one 13x13 depthwise conv, the block BN is folded into it (the 3x3 blocks become a biased 3x3 dw conv),
 and the GRN bias, the FFN BatchNorm and the layer scale are folded into the second Linear (which gains a bias). The
 eval output is unchanged (test: ``unireplknet_a`` at 64 px, max abs diff < 1e-4 of the output scale).
 
-Paper (official README, ImageNet-1K table: #params / FLOPs at 224 px) vs ours, 1000 classes. The paper's numbers
-are those of the **deploy** (re-parameterised) structure; the training structure carries the extra branch
-kernels and BatchNorms. Params counted exactly (asserted by tests/test_unireplknet.py); MACs with
-``blockzoo.profile.count_macs`` (convs + linears; BN, LN, GELU, GRN, SE gating and elementwise ops uncounted):
-
-============= ======== ============ ============= ======== ======== ============ ============ ========
-model         params   ours deploy  ours train    diff     MACs     ours deploy  ours train   diff
-              (paper)                             (deploy) (paper)                            (deploy)
-============= ======== ============ ============= ======== ======== ============ ============ ========
-unireplknet_a 4.4M     4,437,300    4,649,060     +0.8% *  0.6G     0.640G       0.675G       +6.6% *
-unireplknet_t 31M      31,037,980   31,693,420    +0.1%    4.9G     4.899G       5.004G       -0.02%
-============= ======== ============ ============= ======== ======== ============ ============ ========
-
-(* the README gives one decimal: 4.4M means 4.35M-4.45M and 0.6G means 0.55G-0.65G; 4.437M and 0.640G lie inside.)
-``unireplknet_a_small`` (3x3/1 stem, 28-32 px, 10 classes): 4,324,550 parameters (training structure).
+The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``),
+in the training and the deploy form. Paper: official README, ImageNet-1K table (#params / FLOPs at 224 px), which
+counts the **deploy** (re-parameterised) structure; the training structure carries the extra branch kernels and
+BatchNorms. Params exact (asserted by tests/test_unireplknet.py); MACs with ``blockzoo.profile.count_macs`` (convs +
+linears; BN, LN, GELU, GRN, SE gating and elementwise ops uncounted). The README gives one decimal: UniRepLKNet-A's 4.4M
+means 4.35M-4.45M and 0.6G means 0.55G-0.65G; our deploy 4.437M and 0.640G lie inside.
 
 Deploy speed (claim "faster inference"), measured on this project's shared 2-core AMD EPYC CPU with
-``blockzoo.profile.profile`` (torch 2.13, 1 thread, batch 1, eval, fp32, 224 px; ``_bench_reparam``: 9
+``blockzoo.profile.profile`` (torch 2.13, 1 thread, batch 1, eval, fp32, 224 px; ``benchmarks/reparam_latency.py``: 9
 interleaved rounds, each the median of >= 5 timed iterations after 2 warm-ups; the machine was shared (load
 average 5 on 2 cores), so the minimum and the median over the rounds are both given; ``DEPLOY_LATENCY_MS``):
 
@@ -75,13 +67,17 @@ import torch
 import torch.nn as nn
 
 from blockzoo import papers
+from blockzoo.blocks.common.drop import DropPath
+from blockzoo.blocks.common.layer_scale import LayerScale, layer_scale
 from blockzoo.blocks.mixers.dilated_reparam import DilatedReparamBlock
 from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn
-from blockzoo.models.base import out_size
-from blockzoo.models.metaformer import DropPath, LayerScale, MetaFormer, metaformer_entry
-from blockzoo.registry import Claim, SlotContext, build_slot, parse_slot_value, register_model
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import PerBlock, out_size
+from blockzoo.models.metaformer import MetaFormer, metaformer_entry
+from blockzoo.registry import Claim, SlotContext, build_slot, register_model
 
-__all__ = ["GRN", "UniRepLKNetBlock", "UniRepLKNetStem", "KernelSchedule", "DEFAULT_KERNEL_SIZES",
+__all__ = ["GRN", "UniRepLKNetBlock", "UniRepLKNetStem", "KernelSchedule", "unireplknet_slots",
+           "DEFAULT_KERNEL_SIZES",
            "default_kernel_sizes", "UNIREPLKNET"]
 
 _T = "tests/test_unireplknet.py::"
@@ -146,8 +142,8 @@ class UniRepLKNetBlock(nn.Module):
                  ctx: Callable[[str], SlotContext] | None = None, block_norm: Any = "bn", grn: bool = True):
         super().__init__()
         if mlp_layout != "linear":
-            raise ValueError(f"UniRepLKNetBlock runs its FFN as nn.Linear on NHWC (official layout); "
-                             f"mlp_layout={mlp_layout!r} is not supported, use mlp_layout='linear'")
+            raise ConfigError(f"UniRepLKNetBlock runs its FFN as nn.Linear on NHWC (official layout); "
+                              f"mlp_layout={mlp_layout!r} is not supported, use mlp_layout='linear'")
         hidden = int(mlp_ratio * dim)
         self.dwconv = mixer
         self.norm = build_slot("norm", block_norm, dim, ctx("norm") if ctx else None)
@@ -157,7 +153,7 @@ class UniRepLKNetBlock(nn.Module):
         self.grn = GRN(hidden) if grn else nn.Identity()
         self.ffn_norm = build_slot("norm", block_norm, dim, ctx("ffn_norm") if ctx else None)
         self.pwconv2 = nn.Linear(hidden, dim, bias=isinstance(self.ffn_norm, nn.Identity))
-        self.ls = LayerScale(dim, ls_init_value) if ls_init_value is not None else nn.Identity()
+        self.ls = layer_scale(dim, ls_init_value)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,32 +230,37 @@ def default_kernel_sizes(depths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
     return tuple((3 if i == 0 else 13,) * d for i, d in enumerate(depths))
 
 
-class KernelSchedule:
-    """``mixer_per_block`` for UniRepLKNet: gives each block of the ``dilated_reparam`` mixer its kernel size.
-
-    Kernels from the table below ``MIN_REPARAM_KERNEL`` (7) become a plain bias-free depthwise conv
-    (``dwconv(kernel_size=k, bias=False)``) like the official block; a ``kernel_size`` written by the user
-    (``mixer="dilated_reparam(kernel_size=9)"``) is used as given in every block. Other mixers pass unchanged.
-    """
+class KernelSchedule(PerBlock):
+    """The per-block ``mixer`` value of a UniRepLKNet: block ``j`` of stage ``i`` gets ``dilated_reparam`` with kernel
+    ``kernel_sizes[i][j]``; kernels below ``MIN_REPARAM_KERNEL`` (7) become a plain bias-free depthwise conv
+    (``dwconv(kernel_size=k, bias=False)``) like the official block. A user value (``mixer="dwconv"``,
+    ``mixer="dilated_reparam(kernel_size=9)"``) replaces the schedule as a whole."""
 
     def __init__(self, kernel_sizes: Sequence[Sequence[int]], min_reparam_kernel: int = MIN_REPARAM_KERNEL):
+        super().__init__(self._value)
         self.kernel_sizes = tuple(tuple(int(k) for k in s) for s in kernel_sizes)
         self.min_reparam_kernel = min_reparam_kernel
 
-    def __call__(self, stage: int, block: int, mixer: Any) -> Any:
-        name, kw = parse_slot_value(mixer)
-        if name != "dilated_reparam":
-            return mixer
-        if "kernel_size" in kw:
-            return name, kw
+    def _value(self, stage: int, block: int) -> Any:
+        if stage >= len(self.kernel_sizes) or block >= len(self.kernel_sizes[stage]):
+            raise ConfigError(f"the kernel schedule {self.kernel_sizes} has no kernel for block {block} of stage "
+                              f"{stage}; give one kernel size per block, e.g. mixer=KernelSchedule("
+                              f"default_kernel_sizes(depths)) (kernel_sizes must match the depths)")
         k = self.kernel_sizes[stage][block]
         if k < self.min_reparam_kernel:
             return "dwconv", {"kernel_size": k, "bias": False}
-        return name, {**kw, "kernel_size": k}
+        return "dilated_reparam", {"kernel_size": k}
+
+    def __repr__(self) -> str:
+        return f"KernelSchedule({self.kernel_sizes})"
 
 
 # ------------------------------------------------------------------------------------------------ registration
-SLOTS = {"mixer": "dilated_reparam", "norm": "ln2d", "act": "gelu", "attn": "se(reduction=4)", "head": "avg"}
+def unireplknet_slots(depths: Sequence[int]) -> dict[str, Any]:
+    """The slot defaults of a UniRepLKNet with ``depths``: the official kernel schedule in the ``mixer`` slot."""
+    return {"mixer": KernelSchedule(default_kernel_sizes(depths)), "norm": "ln2d", "act": "gelu",
+            "attn": "se(reduction=4)", "head": "avg"}
+
 
 UNIREPLKNET: dict[str, Any] = dict(
     block=UniRepLKNetBlock, block_kwargs={"block_norm": "bn"}, mlp_ratios=4.0, ls_init_value=1e-6,
@@ -270,21 +271,9 @@ UNIREPLKNET: dict[str, Any] = dict(
 def _entry(name: str, depths: tuple[int, ...], dims: tuple[int, ...], small: bool = False,
            default_classes: int = 1000) -> Callable[..., MetaFormer]:
     config = dict(UNIREPLKNET, depths=depths, dims=dims, **({"stem": "small"} if small else {}))
-    base = metaformer_entry(name, config)
-
-    def fn(*, num_classes: int = default_classes, in_chans: int = 3,
-           kernel_sizes: Sequence[Sequence[int]] | None = None, **kw: Any) -> MetaFormer:
-        d = tuple(kw.get("depths", depths))
-        ks = default_kernel_sizes(d) if kernel_sizes is None else kernel_sizes
-        if len(ks) != len(d) or any(len(s) != n for s, n in zip(ks, d)):
-            raise ValueError(f"{name}: kernel_sizes {ks} do not match depths {d}; give one kernel size per block, "
-                             f"e.g. kernel_sizes={default_kernel_sizes(d)}")
-        kw.setdefault("mixer_per_block", KernelSchedule(ks))
-        return base(num_classes=num_classes, in_chans=in_chans, **kw)
-
-    fn.__name__ = name
-    fn.__doc__ = f"UniRepLKNet ({name}): depths {depths}, dims {dims}" + (", 3x3/1 stem for 28-32 px" if small else "")
-    return fn
+    return metaformer_entry(name, config, default_num_classes=default_classes,
+                            doc=f"UniRepLKNet ({name}): depths {depths}, dims {dims}"
+                            + (", 3x3/1 stem for 28-32 px" if small else ""))
 
 
 # name: (depths, dims, paper params, paper MACs); the paper counts the deploy structure
@@ -301,15 +290,13 @@ _MACS = {"unireplknet_a": 674_684_480, "unireplknet_t": 5_003_516_800}
 _MACS_DEPLOY = {"unireplknet_a": 639_843_520, "unireplknet_t": 4_898_993_920}
 _PARAMS_SMALL = 4_324_550      # unireplknet_a_small, 3 channels, 10 classes, training structure
 
-# Measured with ``_bench_reparam("unireplknet_a")`` (module docstring): ms per batch-1 forward at 224 px,
+# Measured with ``benchmarks/reparam_latency.py`` (module docstring): ms per batch-1 forward at 224 px,
 # {"train" | "deploy": {"min": min over rounds of the per-round median, "median": median of the round medians}}
 DEPLOY_LATENCY_MS: dict[str, dict[str, dict[str, float]]] = {
     "unireplknet_a": {"train": {"min": 99.3, "median": 124.4}, "deploy": {"min": 70.4, "median": 87.3}},
 }
 
-_NOTES = ("Options: kernel_sizes (per block; official defaults by depths), block_kwargs (block_norm 'bn', grn), "
-          "drop_path_rate, drop_rate, ls_init_value (1e-6), stem (UniRepLKNetStem | 'small'), img_size, "
-          "head_init_scale. Deploy: blockzoo.deploy.reparam.reparameterize(model).")
+_NOTES = "block_kwargs sets the block's block_norm ('bn') and grn; deploy form: blockzoo.deploy.reparameterize(model)."
 
 
 def _latency_claim(name: str) -> tuple[Claim, ...]:
@@ -318,56 +305,39 @@ def _latency_claim(name: str) -> tuple[Claim, ...]:
         return ()
     return (Claim(f"the deploy model is faster: batch-1 CPU latency at 224 px {lat['train']['median']:.0f} ms -> "
                   f"{lat['deploy']['median']:.0f} ms (median of rounds; 1 thread, shared 2-core CPU)",
-                  "blockzoo.models.unireplknet._bench_reparam", "measured"),)
+                  "benchmarks/reparam_latency.py", "measured"),)
 
 
-for _name, (_depths, _dims, _pp, _pm) in CONFIGS.items():
-    register_model(
-        _name, family="unireplknet", slots=SLOTS, paper=papers.UNIREPLKNET, paper_params=int(_pp), paper_macs=_pm,
-        reference={"params_1000cls": _PARAMS[_name], "params_1000cls_deploy": _PARAMS_DEPLOY[_name],
-                   "macs_224": _MACS[_name], "macs_224_deploy": _MACS_DEPLOY[_name]},
-        summary=f"UniRepLKNet-{_name[-1].upper()}: depths {_depths}, dims {_dims}, Dilated Reparam 13x13 mixer, "
-                f"SE, GRN FFN, BN",
-        claims=(Claim(f"{_pp / 1e6:.1f}M parameters (paper README; deploy structure): ours {_PARAMS_DEPLOY[_name]:,} "
-                      f"deploy, {_PARAMS[_name]:,} training", _T + "test_param_counts"),
-                Claim(f"{_pm / 1e9:.1f} GFLOPs (MACs) at 224 (paper README): ours {_MACS_DEPLOY[_name] / 1e9:.3f}G "
+def _paper_spec(name: str) -> dict[str, Any]:
+    """register_model arguments of a paper UniRepLKNet (numbers from the tables above)."""
+    depths, dims, pp, pm = CONFIGS[name]
+    return dict(
+        family="unireplknet", slots=unireplknet_slots(depths), paper=papers.UNIREPLKNET, paper_params=int(pp),
+        paper_macs=pm,
+        reference={"params_1000cls": _PARAMS[name], "params_1000cls_deploy": _PARAMS_DEPLOY[name],
+                   "macs_224": _MACS[name], "macs_224_deploy": _MACS_DEPLOY[name]},
+        summary=f"UniRepLKNet-{name[-1].upper()}: depths {depths}, dims {dims}, Dilated Reparam 13x13 mixer, SE, GRN "
+                f"FFN, BN",
+        claims=(Claim(f"{pp / 1e6:.1f}M parameters (paper README; deploy structure): ours {_PARAMS_DEPLOY[name]:,} "
+                      f"deploy, {_PARAMS[name]:,} training", _T + "test_param_counts"),
+                Claim(f"{pm / 1e9:.1f} GFLOPs (MACs) at 224 (paper README): ours {_MACS_DEPLOY[name] / 1e9:.3f}G "
                       f"deploy", _T + "test_macs_224"),
                 Claim("the re-parameterised (deploy) model gives the same eval output",
                       _T + "test_model_reparam_equivalence"),
-                *_latency_claim(_name)),
-        notes=_NOTES,
-    )(_entry(_name, _depths, _dims))
+                *_latency_claim(name)),
+        notes=_NOTES)
 
+
+register_model("unireplknet_a", **_paper_spec("unireplknet_a"))(
+    _entry("unireplknet_a", (2, 2, 6, 2), (40, 80, 160, 320)))
+register_model("unireplknet_t", **_paper_spec("unireplknet_t"))(
+    _entry("unireplknet_t", (3, 3, 18, 3), (80, 160, 320, 640)))
 register_model(
-    "unireplknet_a_small", family="unireplknet", slots=SLOTS, paper=papers.UNIREPLKNET, input_size=(3, 32, 32),
+    "unireplknet_a_small", family="unireplknet", slots=unireplknet_slots((2, 2, 6, 2)), paper=papers.UNIREPLKNET,
+    input_size=(3, 32, 32),
     num_classes=10, reference={"params_3ch_10cls": _PARAMS_SMALL},
     summary="UniRepLKNet-A for 28-32 px inputs: 3x3/1 stem (feature maps 32/16/8/4), kernels 3 | 13 | 13 | 13",
     claims=(Claim(f"{_PARAMS_SMALL:,} parameters (3 channels, 10 classes); feature maps 32/16/8/4 at 32 px; same "
                   f"eval output after reparameterize", _T + "test_small_variant"),),
     notes=_NOTES + " img_size defaults to 32.",
 )(_entry("unireplknet_a_small", (2, 2, 6, 2), (40, 80, 160, 320), small=True, default_classes=10))
-
-
-def _bench_reparam(name: str = "unireplknet_a", img: int = 224, rounds: int = 9,
-                   threads: int = 1) -> dict[str, dict[str, float]]:  # pragma: no cover - a measurement, not a test
-    """Batch-1 eval latency (ms) of ``name`` before/after ``reparameterize``, with ``blockzoo.profile.profile``.
-
-    ``rounds`` interleaved rounds; returns ``{"train"|"deploy": {"min": ..., "median": ...}}`` over the per-round
-    medians.
-    """
-    import copy
-    import statistics
-
-    from blockzoo.deploy.reparam import reparameterize
-    from blockzoo.profile import profile
-    from blockzoo.registry import create_model
-
-    torch.manual_seed(0)
-    models = {"train": create_model(name).eval()}
-    models["deploy"] = reparameterize(copy.deepcopy(models["train"])).eval()
-    med: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(rounds):
-        for k, m in models.items():
-            rep = profile(m, (3, img, img), batch_size=1, train_step=False, memory=False, threads=threads)
-            med[k].append(rep.latency_ms["median"])
-    return {k: {"min": min(v), "median": statistics.median(v)} for k, v in med.items()}

@@ -10,12 +10,15 @@ The ``attn`` slot sits after the second conv, before the addition.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import make_act, make_norm
-from blockzoo.models.base import Backbone, init_weights, out_size, to_size
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
 from blockzoo.registry import Claim, build_slot, register_model
 
 SLOTS = {"attn": "none", "norm": "bn", "act": "relu", "connection": "residual", "head": "avg"}
@@ -34,7 +37,8 @@ class WideBasic(nn.Module):
         self.conv1 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         feat_out = out_size(feat_size, stride)
         self.attn = build_slot("attn", attn, planes, ctx("attn", feat_out))
-        self.proj = nn.Conv2d(in_planes, planes, 1, stride, bias=False) if (stride != 1 or in_planes != planes) else None
+        self.proj = (nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+                     if stride != 1 or in_planes != planes else None)
         self.merge = build_slot("connection", connection, planes, ctx("connection", feat_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,23 +50,27 @@ class WideBasic(nn.Module):
 class WideResNet(Backbone):
     def __init__(self, depth: int, widen: int, *, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.0,
                  img_size: int | tuple[int, int] | None = 32, drop_rate: float = 0.0, model_name: str = "wrn",
-                 attn="none", norm="bn", act="relu", connection="residual", head="avg"):
+                 attn=SLOTS["attn"], norm=SLOTS["norm"], act=SLOTS["act"], connection=SLOTS["connection"],
+                 head=SLOTS["head"]):
         super().__init__()
+        norm, act = parse_once(norm), parse_once(act)
         if (depth - 4) % 6:
-            raise ValueError(f"WRN depth must be 6n + 4 (10, 16, 22, 28, 40, ...), got {depth}")
+            raise ConfigError(f"WRN depth must be 6n + 4 (10, 16, 22, 28, 40, ...), got {depth}")
         n = (depth - 4) // 6
         self.model_name, self.in_chans, self.depth, self.widen = model_name, in_chans, depth, widen
         widths = (16 * widen, 32 * widen, 64 * widen)
+        self.num_stages = len(widths)
         self.stem = nn.Conv2d(in_chans, 16, 3, 1, 1, bias=False)
         feat, in_planes, groups = to_size(img_size), 16, []
         for i, w in enumerate(widths):
             blocks = []
+            self.begin_stage(i, f"group{i}", self.track(feat, 2 if i > 0 else 1))
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
                 pos = f"group{i}.{j}"
-                blocks.append(WideBasic(in_planes, w, stride, dropout=dropout, attn=attn, norm=norm, act=act,
-                                        connection=connection, feat_size=feat,
-                                        ctx=lambda s, f, p=pos: self.ctx(f"{p}.{s}", f)))
+                blocks.append(WideBasic(in_planes, w, stride, dropout=dropout, attn=self.slot_value("attn", attn, i, j),
+                                        norm=norm, act=act, connection=self.slot_value("connection", connection, i, j),
+                                        feat_size=feat, ctx=self.block_ctx(pos, feat)))
                 feat, in_planes = out_size(feat, stride), w
             groups.append(nn.Sequential(*blocks))
         self.groups = nn.Sequential(*groups)
@@ -93,11 +101,21 @@ def _make(name: str, depth: int, widen: int):
     return fn
 
 
-for _name, (_d, _k, _p, _err) in _WRN.items():
-    register_model(
-        _name, family="wrn", slots=SLOTS, paper=papers.WRN, input_size=(3, 32, 32), num_classes=10, paper_params=_p,
-        reference={"params_3ch_10cls": _p} if _p else {},
-        summary=f"WRN-{_d}-{_k}: pre-activation wide basic blocks, widths {16 * _k}/{32 * _k}/{64 * _k}, "
-                f"{(_d - 4) // 6} blocks per group",
-        claims=((Claim(f"{_p:,} parameters", "tests/test_models.py::test_param_counts"),) if _p else ()),
-    )(_make(_name, _d, _k))
+def _spec(name: str) -> dict[str, Any]:
+    """register_model arguments of a WRN (numbers from the table above)."""
+    d, k, p, _ = _WRN[name]
+    return dict(
+        family="wrn", slots=SLOTS, paper=papers.WRN, input_size=(3, 32, 32), num_classes=10, paper_params=p,
+        reference={"params_3ch_10cls": p} if p else {},
+        summary=f"WRN-{d}-{k}: pre-activation wide basic blocks, widths {16 * k}/{32 * k}/{64 * k}, "
+                f"{(d - 4) // 6} blocks per group",
+        claims=((Claim(f"{p:,} parameters", "tests/test_models.py::test_param_counts"),) if p else ()))
+
+
+register_model("wrn_16_4", **_spec("wrn_16_4"))(_make("wrn_16_4", 16, 4))
+register_model("wrn_16_8", **_spec("wrn_16_8"))(_make("wrn_16_8", 16, 8))
+register_model("wrn_22_8", **_spec("wrn_22_8"))(_make("wrn_22_8", 22, 8))
+register_model("wrn_28_10", **_spec("wrn_28_10"))(_make("wrn_28_10", 28, 10))
+register_model("wrn_40_4", **_spec("wrn_40_4"))(_make("wrn_40_4", 40, 4))
+register_model("wrn_16_1", **_spec("wrn_16_1"))(_make("wrn_16_1", 16, 1))
+register_model("wrn_28_2", **_spec("wrn_28_2"))(_make("wrn_28_2", 28, 2))

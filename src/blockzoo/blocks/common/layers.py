@@ -6,14 +6,21 @@ ConvNeXt), ``none``. Activations: relu, relu6, gelu, silu, hswish (MobileNetV3),
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
-from blockzoo.registry import Claim, Requires, build_slot, register_block, SlotContext
+from blockzoo.registry import Claim, Requires, SlotContext, build_slot, register_block
+
+
+def out_size(size: tuple[int, int] | None, stride: int, kernel: int = 3, padding: int | None = None,
+             dilation: int = 1) -> tuple[int, int] | None:
+    """Spatial size after a conv/pool with the given geometry (None stays None; default padding: "same" at stride 1)."""
+    if size is None:
+        return None
+    padding = (dilation * (kernel - 1)) // 2 if padding is None else padding
+    return tuple((s + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1 for s in size)  # type: ignore
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -177,5 +184,5 @@ def _residual(channels: int | None = None, **_: object) -> nn.Module:
     return Residual()
 
 
-__all__ = ["make_divisible", "LayerNorm2d", "gn_groups", "make_act", "make_norm", "ConvNormAct", "PoolHead",
+__all__ = ["out_size", "make_divisible", "LayerNorm2d", "gn_groups", "make_act", "make_norm", "ConvNormAct", "PoolHead",
            "Residual", "HSwish", "SlotContext"]

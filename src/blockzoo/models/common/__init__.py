@@ -1,0 +1,1 @@
+"""Backbone skeletons shared by several model families (they register nothing; family files import them)."""

@@ -1,0 +1,164 @@
+"""The ResNet skeleton shared by every ResNet-shaped family (ResNet, SE/ECA-ResNet, SKNet, the parameter-free
+ResNets): basic and bottleneck residual units with ``attn`` / ``conv`` / ``connection`` slots, option A / B shortcuts,
+and the :class:`ResNet` backbone (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
+arXiv:1512.03385). Registers nothing: the families register their configurations (``models/resnet.py``,
+``models/sknet.py``, ``models/pfnet.py``).
+
+Slots: ``attn`` on the residual branch after the last norm, before the addition (as in the SE and ECA papers);
+``conv`` = the first 3x3 conv unit of a basic block / the 3x3 unit of a bottleneck (conv -> norm -> act);
+``norm``, ``act``, ``connection`` (how the branch is merged with the shortcut) and ``head`` (pooling).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from blockzoo.blocks.common.layers import make_act, make_norm
+from blockzoo.errors import ConfigError
+from blockzoo.models.base import Backbone, ImageNetStem, init_weights, out_size, parse_once, to_size
+from blockzoo.registry import build_slot
+
+__all__ = ["SLOTS", "PadShortcut", "BasicBlock", "Bottleneck", "ResNet"]
+
+# the skeleton's slot defaults (the ResNet family's registered slots; variants override some)
+SLOTS = {"attn": "none", "conv": "conv3x3", "norm": "bn", "act": "relu", "connection": "residual", "head": "avg"}
+
+
+class PadShortcut(nn.Module):
+    """Option A shortcut: subsample spatially by ``stride`` and zero-pad the new channels (no parameters)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.stride, self.pad = stride, planes - in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        lo = self.pad // 2
+        return F.pad(x, (0, 0, 0, 0, lo, self.pad - lo))
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
+                 conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None):
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = build_slot("conv", conv, in_planes, ctx("conv", feat_size), out_channels=planes, stride=stride,
+                                norm=norm, act=act)
+        feat_out = out_size(feat_size, stride)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = make_norm(norm, planes)
+        self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
+        self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
+        self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
+        self.act = make_act(act)
+
+    def zero_init_last(self) -> None:
+        if getattr(self.bn2, "weight", None) is not None:
+            nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.attn(self.bn2(self.conv2(self.conv1(x))))
+        return self.act(self.merge(self.shortcut(x), out))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
+                 conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None,
+                 groups: int = 1, base_width: int = 64):
+        super().__init__()
+        width = int(planes * base_width / 64) * groups
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, width, 1, bias=False)
+        self.bn1 = make_norm(norm, width)
+        self.act1 = make_act(act)
+        self.conv2 = build_slot("conv", conv, width, ctx("conv", feat_size), out_channels=width, stride=stride,
+                                groups=groups, norm=norm, act=act)
+        feat_out = out_size(feat_size, stride)
+        self.conv3 = nn.Conv2d(width, out_planes, 1, bias=False)
+        self.bn3 = make_norm(norm, out_planes)
+        self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
+        self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
+        self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
+        self.act = make_act(act)
+
+    def zero_init_last(self) -> None:
+        if getattr(self.bn3, "weight", None) is not None:
+            nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.attn(self.bn3(self.conv3(self.conv2(out))))
+        return self.act(self.merge(self.shortcut(x), out))
+
+
+def _shortcut(in_planes: int, out_planes: int, stride: int, kind: str, norm) -> nn.Module:
+    if stride == 1 and in_planes == out_planes:
+        return nn.Identity()
+    if kind.upper() == "A":
+        if out_planes < in_planes:
+            raise ConfigError("option A shortcut cannot reduce channels; use shortcut='B'")
+        return PadShortcut(in_planes, out_planes, stride)
+    if kind.upper() == "B":
+        return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride, bias=False), make_norm(norm, out_planes))
+    raise ConfigError(f"shortcut must be 'A' (zero-padding) or 'B' (1x1 projection), got {kind!r}")
+
+
+class ResNet(Backbone):
+    """ResNet with slots. ``style='cifar'``: 3 stages from a 3x3 stem; ``style='imagenet'``: 4 stages, 7x7/2 stem.
+
+    ``last_stride``: stride of the last stage (2; 1 keeps its input resolution, as the iSQRT-COV / GCP ResNet-50
+    does so that the covariance is taken over 14x14 features at 224 px; the parameters are the same). Any in-stage
+    slot (``attn``, ``conv``, ``connection``) takes one value per stage (``attn=["none", "none", "se", "se"]``) or a
+    :class:`~blockzoo.models.base.PerBlock` function (see :mod:`blockzoo.models.base`).
+    """
+
+    def __init__(self, block: type[nn.Module], layers: tuple[int, ...], widths: tuple[int, ...], *, num_classes: int,
+                 in_chans: int = 3, stem: str = "imagenet", stem_width: int = 64, shortcut: str = "B",
+                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.0, zero_init_last: bool = False,
+                 groups: int = 1, base_width: int = 64, last_stride: int = 2, model_name: str = "resnet",
+                 attn=SLOTS["attn"], conv=SLOTS["conv"], norm=SLOTS["norm"], act=SLOTS["act"],
+                 connection=SLOTS["connection"], head=SLOTS["head"]):
+        super().__init__()
+        norm, act = parse_once(norm), parse_once(act)
+        if last_stride not in (1, 2):
+            raise ConfigError(f"{model_name}: last_stride must be 1 or 2, got {last_stride!r}")
+        self.model_name, self.in_chans, self.num_stages = model_name, in_chans, len(layers)
+        feat = to_size(img_size)
+        if stem == "imagenet":
+            self.stem: nn.Module = ImageNetStem(in_chans, stem_width, norm, act)
+            feat = self.track_module(self.stem, feat)
+        elif stem in ("cifar", "small"):
+            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False), make_norm(norm, stem_width),
+                                      make_act(act))
+        else:
+            raise ConfigError(f"{model_name}: stem must be 'imagenet' or 'small'/'cifar', got {stem!r}")
+        in_planes, stages = stem_width, []
+        extra = dict(groups=groups, base_width=base_width) if block is Bottleneck else {}
+        for i, (n, w) in enumerate(zip(layers, widths)):
+            stage_stride = 1 if i == 0 else (last_stride if i == len(layers) - 1 else 2)
+            feat_out = self.track(feat, stage_stride)
+            self.begin_stage(i, f"layer{i + 1}", feat_out)
+            blocks = []
+            for j in range(n):
+                stride = stage_stride if j == 0 else 1
+                pos = f"layer{i + 1}.{j}"
+                blocks.append(block(
+                    in_planes, w, stride, shortcut=shortcut, attn=self.slot_value("attn", attn, i, j),
+                    conv=self.slot_value("conv", conv, i, j), norm=norm, act=act,
+                    connection=self.slot_value("connection", connection, i, j), feat_size=feat,
+                    ctx=self.block_ctx(pos, feat), **extra))
+                feat = out_size(feat, stride)
+                in_planes = w * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*stages)
+        self.init_head(in_planes, num_classes, head, drop_rate, feat_size=feat)
+        init_weights(self, zero_init_last=zero_init_last)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.stem(x))
