@@ -115,7 +115,7 @@ def test_remove_stale_temp_files_only_matches_the_write_patterns(tmp_path):
 
 
 def test_model_spec_round_trips_with_tuples_and_refuses_callables(tmp_path):
-    spec = make_model_spec("resnet20", slots={"attn": ("se", {"reduction": 8})}, model_kwargs={"attn_stages": (2,)},
+    spec = make_model_spec("resnet20", slots={"attn": ("se", {"reduction": 8})}, model_kwargs={"last_stride": 1},
                            num_classes=10, in_chans=1, img_size=(28, 28))
     p = tmp_path / "w.safetensors"
     save_weights(p, small(), model_spec=spec)

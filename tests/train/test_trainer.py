@@ -62,7 +62,7 @@ def test_result_config_covers_exactly_the_result_changing_fields():
     assert NON_RESULT_FIELDS == {"progress", "out_dir", "threads", "device", "data_dir", "resume", "overwrite",
                                  "checkpoint"}
     assert set(RESULT_FIELDS) | NON_RESULT_FIELDS == {f.name for f in dataclasses.fields(TrainConfig)}
-    base = TrainConfig(model="resnet20", slots={"attn": "eca"}, model_kwargs={"attn_stages": (2,)})   # a tuple
+    base = TrainConfig(model="resnet20", slots={"attn": ("eca", {"k_size": 3})}, model_kwargs={"shortcut": "B"})  # tuple
     h = config_hash(base)
     assert len(h) == 8 and int(h, 16) >= 0
     # what does not change the result does not change the hash; resolved defaults equal their explicit values
@@ -74,7 +74,7 @@ def test_result_config_covers_exactly_the_result_changing_fields():
     del stored["overwrite"], stored["wd_norm_bias"]
     assert config_hash(stored) == h and result_config(stored) == result_config(base)
     for change in (dict(epochs=11), dict(subset=100), dict(seed=1), dict(slots={"attn": "se"}), dict(lr=0.2),
-                   dict(model_kwargs={"attn_stages": (1, 2)}), dict(precision="fp32"), dict(augment=False),
+                   dict(model_kwargs={"shortcut": "A"}), dict(precision="fp32"), dict(augment=False),
                    dict(max_train_time_s=5.0), dict(batch_size=64), dict(data="cifar10")):
         other = dataclasses.replace(base, **change)
         assert config_hash(other) != h, change

@@ -363,7 +363,7 @@ def _encode_spec(spec: dict[str, Any]) -> str:
     encoded = _encode(spec, "model_spec", tensors)
     if tensors:
         raise TypeError("a model_spec cannot hold tensors")
-    return json.dumps(encoded)  # tuples (e.g. attn_stages=(2,)) survive as {"__tuple__": ...}
+    return json.dumps(encoded)  # tuples (e.g. a slot value ("se", {"reduction": 8})) survive as {"__tuple__": ...}
 
 
 def _decoded_spec(meta: dict[str, str], path: str, fix: str) -> dict[str, Any] | None:
