@@ -1,7 +1,8 @@
 """Profile table of backbones at their paper input (and the small-input variants at 28/32 px): params, MACs,
 forward latency at batch 1 and training throughput, next to the papers' numbers.
 
-    .venv/bin/python benchmarks/backbone_profiles.py --families convnext,inceptionnext,hornet,unireplknet,lsnet,spartan,affnet,ffnet,pfnet,resnet --threads 2
+    .venv/bin/python benchmarks/backbone_profiles.py --threads 2 \
+        --families convnext,inceptionnext,hornet,unireplknet,lsnet,spartan,affnet,ffnet,pfnet,resnet
 
 Writes benchmarks/results/backbone_profiles.md/.json with the command, machine and load average. MACs are
 multiply-accumulates per image (FLOPs = 2 x MACs) from blockzoo.profile.count_macs; latency is the median forward
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
              "timings are indicative).",
              "- MACs per image at the model's paper input (FLOPs = 2 x MACs; blockzoo.profile.count_macs, conv/linear/"
              "matmul/SDPA/FFT). Latency: median fp32 forward, eval, batch 1. Train: fp32 SGD steps, images/s.", "",
-             "| model | input | params | paper params | MACs (G) | paper MACs (G) | latency ms (bs1) | train img/s (bs) |",
+             "| model | input | params | paper params | MACs (G) | paper MACs (G) | latency ms (bs1) "
+             "| train img/s (bs) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pp = f"{r['paper_params'] / 1e6:.2f}M{pct(r['params'], r['paper_params'])}" if r["paper_params"] else ""

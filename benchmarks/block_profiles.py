@@ -24,7 +24,8 @@ from blockzoo.registry import create_block, get_block_spec, list_blocks
 
 def run_meta(threads: int, load_before: tuple[float, ...], **extra) -> dict:
     """What every recorded benchmark states: command, CPU, threads, torch, date and the load average around it."""
-    return {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": device_name("cpu"), "threads": threads,
+    return {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cpu": device_name("cpu"),
+            "threads": threads,
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), **extra,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 

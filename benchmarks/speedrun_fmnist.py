@@ -132,7 +132,7 @@ def render(doc: dict[str, Any]) -> str:
         lines += ["| | " + " | ".join(f"seed {r['seed']}" for r in runs) + head,
                   "|---|" + "---|" * len(runs) + ("---|" if len(runs) > 1 else "")]
 
-        def row(name: str, vals: list[Any], fmt, agg: bool = True, scale: float = 1.0) -> None:
+        def row(name: str, vals: list[Any], fmt, agg: bool = True, scale: float = 1.0, runs=runs, lines=lines) -> None:
             cells = [fmt(v) for v in vals]
             if len(runs) > 1:
                 cells.append(_mean_std([None if v is None else scale * v for v in vals]) if agg else "")

@@ -1,5 +1,4 @@
 """Hand-computed checks for the foundation's attention blocks (SE, ECA, CA, cSE/sSE/scSE, none)."""
-import math
 
 import pytest
 import torch

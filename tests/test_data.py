@@ -20,8 +20,17 @@ import pytest
 import torch
 
 import blockzoo.data as bd
-from blockzoo.data import (DATASETS, DataError, Dataset, Loader, crop_flip, default_data_dir, ensure_dataset,
-                           load_dataset, subset_indices)
+from blockzoo.data import (
+    DATASETS,
+    DataError,
+    Dataset,
+    Loader,
+    crop_flip,
+    default_data_dir,
+    ensure_dataset,
+    load_dataset,
+    subset_indices,
+)
 from blockzoo.data import cli as data_cli
 from blockzoo.data import fetch as fetch_mod
 from blockzoo.data.cifar import RestrictedUnpickler, safe_load_pickle

@@ -3,7 +3,7 @@ import pytest
 
 import blockzoo
 from blockzoo import create_block, create_model, get_info, list_blocks, list_models
-from blockzoo.registry import (SLOTS, IncompatibleBlockError, UnknownNameError, get_block_spec, parse_slot_value)
+from blockzoo.registry import SLOTS, IncompatibleBlockError, UnknownNameError, get_block_spec, parse_slot_value
 
 
 def test_lists_and_wildcards():
@@ -54,8 +54,9 @@ def test_incompatible_swaps_fail_at_build_time():
 
 
 def test_min_size_check():
-    from blockzoo.registry import Requires, SlotContext, build_slot, register_block, _BLOCKS
     import torch.nn as nn
+
+    from blockzoo.registry import _BLOCKS, Requires, SlotContext, build_slot, register_block
 
     register_block("_test_big", slot="attn", requires=Requires(min_size=16), summary="test only")(
         lambda c: nn.Identity())

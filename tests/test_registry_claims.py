@@ -1,6 +1,6 @@
 """Every registered claim names where it is checked, and that place exists (a test function or a benchmark file)."""
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ def _claims():
             yield name, claim
 
 
-@lru_cache(maxsize=None)
+@cache
 def _defined(path: Path) -> frozenset[str]:
     """Qualified names of the functions and classes defined in a test file (``test_x``, ``TestY::test_z``)."""
     names: set[str] = set()

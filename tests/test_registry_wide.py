@@ -64,7 +64,7 @@ def test_block(name):
         assert shape_ok(yb) and torch.isfinite(yb.float()).all(), f"{name}: bf16 autocast failed"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params_meta(name: str) -> int:
     with torch.device("meta"):
         m = create_model(name)
@@ -84,7 +84,7 @@ def _run_model(name: str, batch: int = 2, in_chans: int = 1, **slots):
     return m, x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _accepts_img_size(name: str) -> bool:
     import inspect
     fn = get_model_spec(name).fn
@@ -125,7 +125,7 @@ def _family_representatives() -> dict[str, str]:
 
 def _slot_cases():
     cases = []
-    for fam, model in sorted(_family_representatives().items()):
+    for _fam, model in sorted(_family_representatives().items()):
         spec = get_model_spec(model)
         for slot, default in spec.slots.items():
             if slot in ("connection",):

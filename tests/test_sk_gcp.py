@@ -241,7 +241,7 @@ def test_gcp_sqrt_matches_eigh():
 def test_gcp_gradcheck():
     x = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
     for it in (1, 5):
-        assert torch.autograd.gradcheck(lambda t: triu_vec(isqrt_cov(covariance_pool(t), it)), (x,))
+        assert torch.autograd.gradcheck(lambda t, it=it: triu_vec(isqrt_cov(covariance_pool(t), it)), (x,))
     head = GCPHead(4, reduce_dim=3, iterations=5).double().eval()
     with torch.no_grad():
         head.reduce[1].running_mean.uniform_(-0.2, 0.2)

@@ -8,7 +8,8 @@ are symbolic there; the exported program checks its own input specs).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

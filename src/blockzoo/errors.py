@@ -17,7 +17,7 @@ which is a result of training, not a bad input) and anything else as an internal
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["BlockzooError", "ConfigError", "UnknownNameError", "IncompatibleBlockError", "InputShapeError",
            "DataError", "CheckpointError"]

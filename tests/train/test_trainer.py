@@ -62,7 +62,8 @@ def test_result_config_covers_exactly_the_result_changing_fields():
     assert NON_RESULT_FIELDS == {"progress", "out_dir", "threads", "device", "data_dir", "resume", "overwrite",
                                  "checkpoint"}
     assert set(RESULT_FIELDS) | NON_RESULT_FIELDS == {f.name for f in dataclasses.fields(TrainConfig)}
-    base = TrainConfig(model="resnet20", slots={"attn": ("eca", {"k_size": 3})}, model_kwargs={"shortcut": "B"})  # tuple
+    base = TrainConfig(model="resnet20", slots={"attn": ("eca", {"k_size": 3})},  # a tuple
+                       model_kwargs={"shortcut": "B"})
     h = config_hash(base)
     assert len(h) == 8 and int(h, 16) >= 0
     # what does not change the result does not change the hash; resolved defaults equal their explicit values

@@ -7,9 +7,9 @@ Everything is kept in memory as ``uint8`` tensors (N x C x H x W); normalisation
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -29,8 +29,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .core import FETCH_CMD, DataError, DatasetInfo, FileSpec
 from .idx import find_idx_file
