@@ -167,6 +167,7 @@ from blockzoo.blocks.common.metaformer import (
     PooledNorm,
     make_embed,
 )
+from blockzoo.checks import check_positive
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, init_weights, parse_once, to_size
 from blockzoo.registry import build_slot
@@ -244,9 +245,10 @@ class MetaFormer(Backbone):
         blocks_cls = [BLOCKS[b] if isinstance(b, str) and b in BLOCKS else b
                       for b in _per_stage(block, n_stages, "block")]
         for b in blocks_cls:
-            if isinstance(b, str):
+            if not callable(b):
                 raise ConfigError(f"unknown block {b!r}; choose one of {', '.join(BLOCKS)} or pass a block class")
-        ratios = _per_stage(mlp_ratios, n_stages, "mlp_ratios")
+        ratios = [check_positive(r, "mlp_ratios", owner="MetaFormer")
+                  for r in _per_stage(mlp_ratios, n_stages, "mlp_ratios")]
 
         # stem
         feat = to_size(img_size)
