@@ -200,3 +200,19 @@ def test_per_stage_slot_values_are_checked_entry_by_entry():
     with pytest.raises(ConfigError, match="chained"):
         create_model("resnet20", attn=["se(reduction=8)(gate=hsigmoid)", "none", "none"])
     assert get_info("hornet_atto")["slots"]["mixer"].startswith("[gnconv(order=2)")
+
+
+def test_model_options_are_the_variants_and_fixed_ones_are_listed_apart():
+    """A variant's listed options carry its own defaults; what it sets itself (depths, widths, stem) is listed as
+    fixed, and passing it is refused with a ConfigError."""
+    from blockzoo.registry import model_fixed_options, model_options
+
+    fixed, opts = model_fixed_options("resnet20"), model_options("resnet20")
+    assert fixed["stem"] == "cifar" and fixed["stem_width"] == 16 and tuple(fixed["widths"]) == (16, 32, 64)
+    assert not set(fixed) & set(opts) and opts["shortcut"] == "A" and opts["img_size"] == 32
+    assert model_fixed_options("mobilenetv2_050_small") == {"width_mult": 0.5}
+    assert model_options("mobilenetv2_050_small")["stem"] == "small"
+    assert model_options("resnet50")["stem"] == "imagenet" and model_fixed_options("resnet50")["shortcut"] == "B"
+    with pytest.raises(ConfigError, match="fixes 'stem_width' itself"):
+        create_model("resnet20", stem_width=32)
+    create_model("resnet20", img_size=28, drop_rate=0.1)   # a variant default, not fixed: it can be changed

@@ -311,6 +311,8 @@ def _print_info(info: dict[str, Any]) -> None:
                      f"{req['keeps_channels']}" + (", fixed resolution" if req["fixed_resolution"] else ""))
     if info.get("options"):
         lines.append(f"  options: {', '.join(f'{k}={v!r}' for k, v in info['options'].items())}")
+    if info.get("fixed_options"):
+        lines.append(f"  fixed by this variant: {', '.join(f'{k}={v!r}' for k, v in info['fixed_options'].items())}")
     if info.get("notes"):
         lines.append(f"  notes: {info['notes']}")
     for c in info.get("claims", []):

@@ -48,7 +48,7 @@ __all__ = [
     "BlockzooError", "ConfigError", "UnknownNameError", "IncompatibleBlockError", "InputShapeError",
     "register_block", "register_model", "create_block", "create_model", "build_slot", "parse_slot_value",
     "list_blocks", "list_models", "list_slots", "get_block_spec", "get_model_spec", "get_info", "is_block", "is_model",
-    "block_options", "model_options",
+    "block_options", "model_options", "model_fixed_options",
 ]
 
 
@@ -317,7 +317,7 @@ def get_info(name: str, kind: str | None = None) -> dict[str, Any]:
         return {
             "kind": "model", "name": m.name, "family": m.family, "summary": m.summary, "paper": _paper_dict(m.paper),
             "slots": {k: _slot_repr(v) for k, v in m.slots.items()}, "options": _jsonable(model_options(name)),
-            "input_size": list(m.input_size),
+            "fixed_options": _jsonable(model_fixed_options(name)), "input_size": list(m.input_size),
             "num_classes": m.num_classes, "claims": [asdict(c) for c in m.claims], "paper_params": m.paper_params,
             "paper_macs": m.paper_macs, "reference": m.reference, "notes": m.notes,
         }
@@ -411,9 +411,79 @@ def block_options(name: str) -> dict[str, Any]:
 
 def model_options(name: str) -> dict[str, Any]:
     """``{option: default}`` of a registered model: its constructor's keyword arguments, following ``**kwargs``
-    into the backbone class the constructor builds. Slot defaults are the registered ones."""
+    into the backbone class the constructor builds, with the variant's own defaults and without the options it fixes
+    itself (:func:`model_fixed_options`). Slot defaults are the registered ones."""
     spec = get_model_spec(name)
-    return {**_model_options(spec.fn).defaults, **spec.slots}
+    fixed, variant = _variant_options(spec.fn)
+    defaults = {k: v for k, v in _model_options(spec.fn).defaults.items() if k not in fixed}
+    return {**defaults, **{k: v for k, v in variant.items() if k in defaults}, **spec.slots}
+
+
+def model_fixed_options(name: str) -> dict[str, Any]:
+    """The backbone options a registered variant sets itself and a user cannot change (e.g. resnet20's
+    ``stem="cifar"``, its widths and depths; ``create_model`` refuses them), with their values."""
+    spec = get_model_spec(name)
+    return {k: v for k, v in _variant_options(spec.fn)[0].items() if k not in spec.slots}
+
+
+class _Captured(Exception):
+    pass
+
+
+def _capture(fn: Callable[..., nn.Module], cls: type, **kwargs: Any) -> dict[str, Any] | None:
+    """The arguments ``fn(**kwargs)`` passes to ``cls.__init__``, captured there (the model is not built); ``None``
+    when the call fails before reaching it."""
+    init_sig = inspect.signature(cls.__init__)
+
+    def capture(self: Any, *args: Any, **kw: Any) -> None:
+        raise _Captured(init_sig.bind_partial(self, *args, **kw).arguments)
+
+    saved = cls.__dict__.get("__init__")
+    cls.__init__ = capture  # type: ignore[method-assign]
+    try:
+        fn(**kwargs)
+        return None
+    except _Captured as c:
+        passed = dict(c.args[0])
+    except Exception as e:  # e.g. "got multiple values for keyword argument": the entry fixes it
+        return {"__error__": e}
+    finally:
+        if saved is not None:
+            cls.__init__ = saved  # type: ignore[method-assign]
+        else:
+            del cls.__init__
+    passed.pop(next(iter(init_sig.parameters)), None)  # self
+    for p in init_sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD and isinstance(passed.get(p.name), dict):
+            passed.update(passed.pop(p.name))
+    return passed
+
+
+@functools.cache
+def _variant_options(fn: Callable[..., nn.Module]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(fixed, variant defaults)`` of an entry that forwards ``**kwargs`` to the backbone class named by its return
+    annotation: the options it passes to that class when called with its defaults are *fixed* if passing them too
+    fails, and the variant's *defaults* if a passed value replaces them."""
+    sig = _signature(fn)
+    cls = sig.return_annotation if sig is not None else None
+    if isinstance(cls, str):
+        cls = getattr(inspect.unwrap(fn), "__globals__", {}).get(cls)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        return {}, {}
+    passed = _capture(fn, cls)
+    if not passed or "__error__" in passed:
+        return {}, {}
+    own = _options(fn).defaults
+    fixed, variant, probe = {}, {}, object()
+    for k, v in passed.items():
+        if k in own or k in _INTERNAL:
+            continue
+        again = _capture(fn, cls, **{k: probe})
+        if again is not None and again.get(k) is probe:
+            variant[k] = v
+        else:
+            fixed[k] = v
+    return fixed, variant
 
 
 def _type_name(ann: Any) -> str:

@@ -83,8 +83,8 @@ def render() -> str:
         lines += [f"### {fam}", ""]
         if spec0.paper:
             lines += [f"Paper: {spec0.paper.cite}", ""]
-        lines += [f"Options (`{names[0]}`; the backbone's defaults, some of which a variant sets itself; slots are in "
-                  f"the table): "
+        lines += [f"Options of `{names[0]}` (its defaults; slots are in the table; depths, widths and the like that a "
+                  f"variant fixes itself are not options): "
                   f"{_options(R.model_options(names[0]), skip=tuple(spec0.slots))}.", ""]
         lines += ["| model | input | slots | params | paper params | MACs (G) | paper MACs (G) |",
                   "|---|---|---|---|---|---|---|"]
