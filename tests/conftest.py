@@ -12,3 +12,12 @@ torch.set_num_threads(int(os.environ.get("BLOCKZOO_TEST_THREADS", "1")))
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, whatever BLOCKZOO_TEST_THREADS says (timing-sensitive tests)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,4 +1,6 @@
-"""The backbone conventions of blockzoo.models.base: per-stage / per-block slot values, forward-time input checks."""
+"""The backbone conventions of blockzoo.models.base: per-stage / per-block slot values, forward-time input checks,
+the timm-like model contract (forward_features / forward_head / reset_classifier) and the registered reference
+counts."""
 from __future__ import annotations
 
 import pytest
@@ -10,6 +12,7 @@ from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.models.base import PerBlock, parse_once, per_stage_values
 from blockzoo.registry import get_model_spec
 from blockzoo.registry import parse_slot_value as _parse
+from helpers import n_params, nparams
 
 
 def _smallest_of_each_family() -> list[str]:
@@ -23,10 +26,6 @@ def _smallest_of_each_family() -> list[str]:
 
 
 FAMILIES = _smallest_of_each_family()
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 def build(name: str, **kw):
@@ -190,3 +189,35 @@ def test_resnet_last_stride_for_the_gcp_head():
         assert m(torch.randn(1, 3, 64, 64)).shape == (1, 10)
     with pytest.raises(ConfigError, match="last_stride must be 1 or 2"):
         create_model("resnet50", last_stride=3)
+
+
+def test_registered_reference_counts():
+    """Every exact count a model spec records in `reference` is the count we build."""
+    checked = 0
+    for name in list_models():
+        ref = get_model_spec(name).reference
+        if "params_3ch_10cls" in ref and ref["params_3ch_10cls"] and nparams(create_model(name)) < 3e7:
+            assert nparams(create_model(name, num_classes=10, in_chans=3)) == ref["params_3ch_10cls"], name
+            checked += 1
+    assert checked >= 5
+
+
+def test_contract_forward_features_head_reset():
+    m = create_model("resnet20", num_classes=7, in_chans=1).eval()
+    x = torch.randn(3, 1, 28, 28)
+    f = m.forward_features(x)
+    assert f.shape == (3, m.num_features, 7, 7) and m.num_features == 64
+    assert m.forward_head(f, pre_logits=True).shape == (3, 64)
+    assert torch.allclose(m.forward_head(f), m(x))
+    m.reset_classifier(5)
+    assert m(x).shape == (3, 5) and m.get_classifier().out_features == 5
+    m.reset_classifier(0)
+    assert m(x).shape == (3, 64)
+
+
+def test_wrong_input_gives_clear_error():
+    m = create_model("resnet20", in_chans=1)
+    with pytest.raises(ValueError, match="in_chans=3"):
+        m(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        m(torch.randn(1, 28, 28))

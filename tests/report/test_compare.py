@@ -1,4 +1,6 @@
-"""blockzoo compare reuses a finished run only for the same result-changing configuration: a changed budget
+"""blockzoo.report.compare: --vary parsing, the full compare job (all outputs, resume, --model-arg), and run reuse.
+
+blockzoo compare reuses a finished run only for the same result-changing configuration: a changed budget
 (epochs, subset, --set, --model-arg) retrains into a folder of its own, and a leaderboard never mixes budgets."""
 from __future__ import annotations
 
@@ -7,17 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from blockzoo.cli import main
 from blockzoo.report import compare
-from blockzoo.report.compare import CompareConfig, run_compare
+from blockzoo.report.compare import CompareConfig, expand_variants, parse_vary, run_compare
 from blockzoo.train import config_hash
 
 TINY = dict(data="synthetic", subset=32, epochs=1, batch_size=32, progress=False, precision="fp32",
             channels_last=False, threads=1)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_profiling(monkeypatch):
-    """Profiling is not under test here (tests/test_compare_cli.py covers it): a fixed row keeps these fast."""
+    """Profiling is not under test in the run-reuse tests (the full compare tests below cover it): a fixed row keeps
+    these fast."""
     row = {"params": 1, "macs": 1_000_000, "latency_ms": None, "latency_iqr_ms": None, "latency_batch": 1,
            "latency_threads": 1, "uncounted_ops": {}}
     monkeypatch.setattr(compare, "_profile_variant", lambda *a, **k: dict(row))
@@ -40,6 +44,7 @@ def check_only_current_runs(out: Path, trained: list) -> dict:
     return data
 
 
+@pytest.mark.usefixtures("no_profiling")
 def test_same_settings_reuse_and_a_changed_epoch_budget_retrains(tmp_path):
     trained: list = []
     run(tmp_path, trained)
@@ -61,6 +66,7 @@ def test_same_settings_reuse_and_a_changed_epoch_budget_retrains(tmp_path):
     assert trained == [] and check_only_current_runs(tmp_path, trained)["budget"]["epochs"] == 1
 
 
+@pytest.mark.usefixtures("no_profiling")
 @pytest.mark.slow
 def test_changed_subset_set_and_model_arg_each_retrain(tmp_path):
     trained: list = []
@@ -78,3 +84,52 @@ def test_changed_subset_set_and_model_arg_each_retrain(tmp_path):
     md = (tmp_path / "leaderboard.md").read_text()
     assert "zero_init_last=False" in md and "act=" not in md   # the last compare's settings only
     assert len(list((tmp_path / "runs" / "attn=eca").iterdir())) == 4
+
+
+# the full compare job (real profiling, checkpoints)
+TINY_FULL = dict(data="synthetic", subset=64, epochs=1, batch_size=32, progress=False, precision="fp32",
+                 channels_last=False, checkpoint=True)
+
+
+def test_parse_vary():
+    assert parse_vary(["attn=none,se(reduction=8,gate=sigmoid),eca"]) == {
+        "attn": ["none", "se(reduction=8,gate=sigmoid)", "eca"]}
+    assert parse_vary(["attn=none,[none, se(reduction=8,gate=sigmoid), eca]"]) == {   # a per-stage value
+        "attn": ["none", "[none, se(reduction=8,gate=sigmoid), eca]"]}
+    assert len(expand_variants({"attn": ["none", "se"], "act": ["relu", "elu", "gelu"]})) == 6
+
+
+def test_tiny_compare_writes_all_outputs_and_resumes(tmp_path):
+    cfg = CompareConfig(model="resnet20", vary={"attn": ["none", "eca"]}, seeds=[0, 1], out_dir=str(tmp_path),
+                        train=TINY_FULL)
+    res = run_compare(cfg)
+    for f in ("leaderboard.md", "leaderboard.csv", "results.json", "tradeoff.png"):
+        assert (tmp_path / f).stat().st_size > 0, f
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [v["label"] for v in data["variants"]] == ["attn=none", "attn=eca"]
+    eca = data["variants"][1]
+    assert eca["params"] - data["variants"][0]["params"] == 27  # 9 ECA modules with k = 3 in resnet20
+    assert len(eca["test_acc"]) == 2 and eca["vs_baseline"]["n"] == 2
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "attn=none (baseline)" in md and "MACs" in md and "seeds [0, 1]" in md
+    # a second run with the same arguments retrains nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/result.json")}
+    assert len(mtimes) == 4
+    run_compare(cfg)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/result.json")} == mtimes
+    del res
+
+
+def test_compare_model_arg_reaches_every_variant(tmp_path, capsys):
+    """--model-arg passes non-slot constructor options to every variant (recorded in each run's config)."""
+    assert main(["compare", "resnet20", "--vary", "attn=none,eca", "--model-arg", "zero_init_last=False",
+                 "--seeds", "1", "--data", "synthetic", "--subset", "32", "--epochs", "1", "--batch-size", "32",
+                 "--no-progress", "--precision", "fp32", "--no-channels-last", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"]["model_kwargs"] == {"zero_init_last": False}
+    for v in data["variants"]:   # every run was trained with it
+        run = json.loads((Path(v["runs"][0]["run_dir"]) / "result.json").read_text())
+        assert run["config"]["model_kwargs"] == {"zero_init_last": False}
+    assert data["variants"][1]["params"] - data["variants"][0]["params"] == 27  # 9 ECA modules with k = 3
+    assert "zero_init_last=False" in (tmp_path / "leaderboard.md").read_text()

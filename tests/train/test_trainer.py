@@ -1,9 +1,13 @@
-"""The run folder of blockzoo.train.train: the same command resumes, other settings are refused (files untouched),
---overwrite replaces, stale temporary files go; the result-changing config and its hash; load_model from a run."""
+"""blockzoo.train.trainer: optimizer groups, evaluate, the training loop (metrics, exact resume, non-finite loss,
+time budget, fp16) and the run folder of blockzoo.train.train: the same command resumes, other settings are
+refused (files untouched), --overwrite replaces, stale temporary files go; the result-changing config and its
+hash; load_model from a run."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,16 +18,24 @@ from safetensors.torch import load_file
 import blockzoo
 from blockzoo.errors import CheckpointError, ConfigError
 from blockzoo.train import (
+    METRIC_KEYS,
     NON_RESULT_FIELDS,
     RESULT_FIELDS,
+    RESULT_KEYS,
+    NonFiniteLossError,
     TrainConfig,
+    build_optimizer,
     config_diff,
     config_hash,
+    evaluate,
     load_checkpoint,
+    load_weights,
     read_metadata,
     result_config,
     train,
 )
+from helpers import Tiny as TinyBN
+from helpers import no_temp_files
 
 
 class Tiny(nn.Module):
@@ -190,3 +202,196 @@ def test_load_model_needs_a_model_spec(tmp_path, data):
     train(cfg_for(tmp_path, epochs=1), Tiny(), tr, te)   # a ready-made model: how it was built is unknown
     with pytest.raises(CheckpointError, match="does not say which model.*load_weights"):
         blockzoo.load_model(tmp_path / "best.safetensors")
+
+
+class NaNAfter(nn.Module):
+    """TinyBN whose training output turns NaN after ``n`` training forward passes."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.net = TinyBN()
+        self.n = n
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.n:
+                out = out * float("nan")
+        return out
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def data_256():
+    from blockzoo.data.synthetic import make_synthetic
+    tr = make_synthetic("train", num_classes=4, image_size=8, channels=1, n=256, noise=0.1, max_shift=1)
+    te = make_synthetic("test", num_classes=4, image_size=8, channels=1, n=128, noise=0.1, max_shift=1)
+    return tr, te
+
+
+def seeded_cfg_for(tmp: Path, **kw) -> TrainConfig:
+    base = dict(model="tiny", data="synthetic", epochs=3, batch_size=32, lr=0.1, warmup_epochs=0.5, progress=False,
+                out_dir=str(tmp), deterministic=True, threads=1, device="cpu", seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_optimizer_param_groups():
+    m = TinyBN()
+    opt = build_optimizer(m, TrainConfig(lr=0.1, weight_decay=1e-3).resolved())
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+    decay, no_decay = opt.param_groups
+    assert [p.shape for p in decay["params"]] == [m.conv.weight.shape, m.fc.weight.shape]
+    assert decay["weight_decay"] == 1e-3 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in no_decay["params"]} == {id(m.bn.weight), id(m.bn.bias), id(m.fc.bias)}
+    opt2 = build_optimizer(m, TrainConfig(optimizer="adamw", wd_norm_bias=True).resolved())
+    assert isinstance(opt2, torch.optim.AdamW) and len(opt2.param_groups) == 1
+    assert len(opt2.param_groups[0]["params"]) == 5 and opt2.param_groups[0]["weight_decay"] == 0.05
+
+
+def test_evaluate_by_hand():
+    lin = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(2))
+    x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    batches = [(x[:2], torch.tensor([0, 1])), (x[2:], torch.tensor([1]))]
+    r = evaluate(lin, batches)
+    lo, hi = math.log1p(math.exp(-2)), math.log1p(math.exp(2))   # CE of the right / wrong class at margin 2
+    assert r["n"] == 3 and r["acc"] == pytest.approx(2 / 3)
+    assert r["loss"] == pytest.approx((2 * lo + hi) / 3, rel=1e-6)
+    assert lin.training  # mode restored
+
+
+def test_train_metrics_result_and_exact_resume(tmp_path, data_256):
+    tr, te = data_256
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+
+    # uninterrupted: 3 epochs (with a progress bar going to a string console)
+    from rich.console import Console
+    out = io.StringIO()
+    torch.manual_seed(0)
+    a_dir = tmp_path / "a"
+    res = train(seeded_cfg_for(a_dir, progress=True), TinyBN(), tr, te, console=Console(file=out, width=120))
+    assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det  # restored
+    assert "epoch 3/3" in out.getvalue()
+
+    lines = [json.loads(x) for x in (a_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3] and all(tuple(x) == METRIC_KEYS for x in lines)
+    assert [x["step"] for x in lines] == [8, 16, 24]              # 256 images / batch 32
+    assert lines[2]["train_loss"] < lines[0]["train_loss"]        # it learns
+    assert lines[2]["lr"] == pytest.approx(0.1 / 20)              # onecycle, W=4 of T=24: last lr = peak / (T - W)
+    assert lines[2]["train_time_s"] == pytest.approx(sum(x["epoch_time_s"] for x in lines))
+    result = json.loads((a_dir / "result.json").read_text())
+    assert tuple(result) == RESULT_KEYS and result == json.loads(json.dumps(res))
+    assert result["final_test_acc"] == lines[2]["test_acc"] > 0.5          # 4 classes: chance is 0.25
+    assert result["best_test_acc"] == max(x["test_acc"] for x in lines)
+    assert result["params"] == sum(p.numel() for p in TinyBN().parameters())
+    assert [result[k] for k in ("steps", "total_steps", "warmup_steps", "epochs_completed")] == [24, 24, 4, 3]
+    assert set(result["time_to_acc"]) == {"0.90", "0.92", "0.93", "0.94"}
+    for k, t in result["time_to_acc"].items():   # seconds of training when the per-epoch eval first reached it
+        hit = [x for x in lines if x["test_acc"] >= float(k)]
+        assert t == (hit[0]["train_time_s"] if hit else None)
+    assert result["threads"] == 1 and result["device"] == "cpu" and result["torch_version"] == torch.__version__
+    assert result["precision"] == "bfloat16 autocast" and result["config"]["lr"] == 0.1
+    assert {p.name for p in a_dir.iterdir()} == {"metrics.jsonl", "result.json", "last.safetensors",
+                                                  "best.safetensors"}
+    best = TinyBN()
+    assert read_metadata(a_dir / "best.safetensors")["epoch"] == result["best_epoch"]
+    load_weights(a_dir / "best.safetensors", best)
+
+    # killed after epoch 2 (the hook runs after the checkpoint is written), then resumed with a fresh model
+    def kill_at_2(m):
+        if m["epoch"] == 2:
+            raise Killed
+    b_dir = tmp_path / "b"
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        train(seeded_cfg_for(b_dir), TinyBN(), tr, te, on_epoch_end=kill_at_2)
+    assert load_checkpoint(b_dir / "last.safetensors")["epoch"] == 2
+    assert torch.are_deterministic_algorithms_enabled() == det           # restored on error, too
+    torch.manual_seed(999)                                               # resume must not depend on the caller's RNG
+    model_b = TinyBN()
+    res_b = train(seeded_cfg_for(b_dir, resume=True), model_b, tr, te)
+    assert res_b["resumed_from_epoch"] == 2 and res_b["epochs_completed"] == 3
+
+    sa, sb = load_file(a_dir / "last.safetensors"), load_file(b_dir / "last.safetensors")
+    assert set(sa) == set(sb)
+    for k in sa:   # model, optimizer momentum and RNG tensors: bit-identical
+        assert torch.equal(sa[k], sb[k]), k
+    model_a = TinyBN()
+    load_weights(a_dir / "last.safetensors", model_a)
+    for (k, x), y in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(x, y), k
+    lines_b = [json.loads(x) for x in (b_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+    assert [[x[k] for k in keys] for x in lines_b] == [[x[k] for k in keys] for x in lines]
+    assert res_b["final_test_acc"] == res["final_test_acc"] and res_b["best_test_acc"] == res["best_test_acc"]
+    assert no_temp_files(b_dir)
+
+    # resuming a finished run trains nothing more and reports the same result
+    res_c = train(seeded_cfg_for(b_dir, resume=True), TinyBN(), tr, te)
+    assert res_c["steps"] == 24 and res_c["final_test_acc"] == res["final_test_acc"]
+    assert len((b_dir / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_from_corrupt_checkpoint_raises(tmp_path, data_256):
+    tr, te = data_256
+    d = tmp_path / "run"
+    train(seeded_cfg_for(d, epochs=1), TinyBN(), tr, te)
+    p = d / "last.safetensors"
+    p.write_bytes(p.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="without --resume"):
+        train(seeded_cfg_for(d, epochs=2, resume=True), TinyBN(), tr, te)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_256):
+    tr, te = data_256
+    d = tmp_path / "nan"
+    model = NaNAfter(8 + 2)   # 8 steps per epoch: NaN from the 3rd step of epoch 2
+    with pytest.raises(NonFiniteLossError) as ei:
+        train(seeded_cfg_for(d, epochs=4), model, tr, te)
+    e = ei.value
+    assert (e.epoch, e.step, e.global_step) == (2, 3, 11) and math.isnan(e.loss)
+    msg = str(e)
+    assert "epoch 2" in msg and "lr=" in msg and "--lr" in msg and "fp32" in msg and "last.safetensors" in msg
+    meta = load_checkpoint(d / "last.safetensors", model=NaNAfter(0))
+    assert meta["epoch"] == 1 and meta["step"] == 8
+    assert all(torch.isfinite(t).all() for t in load_file(d / "last.safetensors").values() if t.is_floating_point())
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert no_temp_files(d) and not (d / "result.json").exists()
+
+
+def test_time_budget_and_adamw_cosine(tmp_path, data_256):
+    tr, te = data_256
+    res = train(seeded_cfg_for(tmp_path / "b", optimizer="adamw", lr=None, schedule="cosine", precision="fp32",
+                        channels_last=False, deterministic=False, max_train_time_s=1e-9, eval_every=2, threads=2),
+                TinyBN(), tr, te)
+    assert res["threads"] == 2 and torch.get_num_threads() == 1            # set for the run, restored afterwards
+    assert res["stopped_reason"] == "max_train_time_s" and res["steps"] == 1 and res["epochs_completed"] == 1
+    assert res["precision"] == "fp32" and res["lr_peak"] == 2e-3 and res["final_test_acc"] is not None
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["test_acc"] is not None   # a budget stop evaluates at once
+
+
+def test_fp16_gradscaler_path_resumes(tmp_path, data_256):
+    # fp16 autocast + GradScaler (the CUDA "amp" path) also runs on CPU: the scaler state goes through the checkpoint
+    tr, te = data_256
+    d = tmp_path / "fp16"
+    train(seeded_cfg_for(d, epochs=1, precision="fp16", clip_grad_norm=1.0), TinyBN(), tr, te)
+    meta = load_checkpoint(d / "last.safetensors")
+    assert meta["scaler"]["scale"] > 0 and "_growth_tracker" in meta["scaler"]
+    with pytest.warns(UserWarning, match=r"changed settings \['epochs'\]"):   # a longer run: new schedule
+        res = train(seeded_cfg_for(d, epochs=2, precision="fp16", clip_grad_norm=1.0, resume=True), TinyBN(), tr, te)
+    assert res["precision"] == "float16+gradscaler autocast" and res["steps"] == 16 and res["resumed_from_epoch"] == 1
+
+
+def test_unknown_dataset_fails_before_creating_the_run_dir(tmp_path):
+    from blockzoo.data import DataError
+    with pytest.raises(DataError):
+        train(seeded_cfg_for(tmp_path / "x", data="no-such-dataset"), TinyBN())
+    assert not (tmp_path / "x").exists()

@@ -52,7 +52,7 @@ Choices (facts we could not find)
   Registered: ``affnet_et_small`` (AFFNet-ET widths, 10 classes, 32 px).
 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``). Paper:
-README and paper table, 256 px, ImageNet-1K. Params exact (asserted in ``tests/test_aff_ffnet.py``); MACs with
+README and paper table, 256 px, ImageNet-1K. Params exact (asserted in ``tests/models/test_affnet.py``); MACs with
 ``blockzoo.profile.count_macs`` at 256 px: convs, linears, the mask generator's matmuls and the FFTs under
 ``FFT_CONVENTION``.
 
@@ -218,7 +218,7 @@ class AFFNet(Backbone):
 
 
 # ------------------------------------------------------------------------------------------------- registrations
-_T = "tests/test_aff_ffnet.py::"
+_T = "tests/models/test_affnet.py::"
 _NOTES = ("stem='small' puts the stem and layer2 at stride 1 for 28-32 px inputs; the AFF layers' norm "
           "gn(groups=1) is cvnets' layer_norm_2d; conv_norm is the norm of the conv units.")
 

@@ -18,7 +18,7 @@ CIFAR-size ConvNeXt with Inception depthwise mixers (feature sizes 32/16/8/4, se
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``); paper
 figures: timm's results CSV ``benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv`` (``param_count`` /
 ``infer_gmacs``; the ConvNeXt paper rounds tiny/small to 28M / 4.5G and 50M / 8.7G). Params are exact (asserted by
-tests/test_metaformer.py); MACs with ``blockzoo.profile.counting.count_macs`` count convs and linears only (bias,
+tests/models/test_convnext.py); MACs with ``blockzoo.profile.counting.count_macs`` count convs and linears only (bias,
 norm, activation, pooling and elementwise ops uncounted), which is why ours are slightly below timm's
 fvcore/deepspeed numbers (those also count the LayerNorms).
 """
@@ -31,7 +31,7 @@ from blockzoo.models.metaformer import CONVNEXT_MACRO, MetaFormer, metaformer_en
 from blockzoo.registry import Claim, register_model
 
 SLOTS = {"mixer": "dwconv", "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg"}
-_T = "tests/test_metaformer.py::"
+_T = "tests/models/test_convnext.py::"
 
 
 def _convnext(name: str, depths: tuple[int, ...], dims: tuple[int, ...]) -> Callable[..., MetaFormer]:
@@ -40,7 +40,7 @@ def _convnext(name: str, depths: tuple[int, ...], dims: tuple[int, ...]) -> Call
 
 
 # paper_params / paper_macs: timm's results CSV; reference: exact counts of our builds (1000 classes, 3 channels;
-# MACs at 224 px with blockzoo.profile.counting.count_macs), asserted by tests/test_metaformer.py
+# MACs at 224 px with blockzoo.profile.counting.count_macs), asserted by tests/models/test_convnext.py
 register_model(
     "convnext_atto", family="convnext", slots=SLOTS, paper=papers.CONVNEXT, paper_params=3_700_000, paper_macs=0.55e9,
     reference={"params_1000cls": 3_695_520, "macs_224": 547_332_480},

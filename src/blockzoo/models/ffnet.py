@@ -37,7 +37,7 @@ Where we depart (documented choices)
 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``), in the
 training and the deploy form (``blockzoo.deploy.reparameterize(model)``). Paper: README / paper table, ImageNet-1K,
-256 px (FFNet-4 at 384 px). Params exact (asserted in ``tests/test_aff_ffnet.py``); MACs with
+256 px (FFNet-4 at 384 px). Params exact (asserted in ``tests/models/test_ffnet.py``); MACs with
 ``blockzoo.profile.count_macs`` (convs and linears only).
 
 The paper's counts match the **deploy** (re-parameterised) network, the form the official
@@ -200,7 +200,7 @@ _PARAMS_DEPLOY = {"ffnet_1": 13_660_152, "ffnet_2": 26_908_440, "ffnet_3": 48_33
 _MACS = {"ffnet_1": 3_000_681_472, "ffnet_2": 6_060_932_608, "ffnet_3": 10_235_590_656, "ffnet_4": 43_422_097_408}
 _MACS_DEPLOY = {"ffnet_1": 2_984_829_952, "ffnet_2": 6_003_351_040, "ffnet_3": 10_146_232_320,
                 "ffnet_4": 43_122_171_904}
-_T = "tests/test_aff_ffnet.py::"
+_T = "tests/models/test_ffnet.py::"
 _NOTES = ("Deploy form: blockzoo.deploy.reparameterize(model) (re-param branches and BNs folded, as the official "
           "export). Official drop_path_rate 0.1 / 0.15 / 0.35 (default 0 here); block_kwargs={'kernel_size': k} sets "
           "the channel mixer's dw kernel; stem='small' is the skeleton's 3x3/1 conv + norm stem.")

@@ -28,7 +28,7 @@ Stochastic depth ``drop_path_rate`` linear over all blocks (official HorNet-T: 0
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``); paper
 figures: the official README, which rounds to 1M / 0.1G (mmpretrain's converted checkpoints give 22.41M / 3.98G and
 22.99M / 3.90G, which ours match to 0.01% / 0.3%; against the README's 4.0G the 7x7 model is -0.8%). Params are
-exact and equal to the official code's count, which ``tests/test_hornet.py::test_param_counts`` derives in closed
+exact and equal to the official code's count, which ``tests/models/test_hornet.py::test_param_counts`` derives in closed
 form from the official layer list; MACs with ``blockzoo.profile.count_macs`` (convs, linears and FFTs with HorNet's
 ``N log2 N`` convention over the transformed dims; LayerNorms, biases and elementwise products uncounted -- fvcore
 also counts the LayerNorms, hence our slightly lower numbers).
@@ -71,7 +71,7 @@ CONFIGS: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], dict
     "hornet_atto": ((2, 2, 6, 2), (40, 80, 160, 320), (), {"stem": "small"}, None, None),
 }
 
-# exact parameter counts of our builds (3 input channels; 1000 classes, hornet_atto 10); tests/test_hornet.py
+# exact parameter counts of our builds (3 input channels; 1000 classes, hornet_atto 10); tests/models/test_hornet.py
 _PARAMS = {"hornet_tiny_7x7": 22_409_512, "hornet_tiny_gf": 22_991_848, "hornet_atto": 4_840_730}
 # MACs at 224 px (hornet_atto: 32 px) with blockzoo.profile.count_macs; asserted by the slow test
 _MACS = {"hornet_tiny_7x7": 3_968_389_312, "hornet_tiny_gf": 3_899_296_288, "hornet_atto": 255_672_320}
@@ -152,10 +152,10 @@ def _spec(name: str) -> dict[str, Any]:
     paper_model = pp is not None
     claims = [Claim(f"{_PARAMS[name]:,} parameters" + (f" (paper {pp / 1e6:.0f}M; official code: the same exact "
                                                        f"count)" if paper_model else " (3 ch, 10 classes)"),
-                    "tests/test_hornet.py::test_param_counts")]
+                    "tests/models/test_hornet.py::test_param_counts")]
     if paper_model:
         claims.append(Claim(f"{pm / 1e9:.1f} GFLOPs (MACs) at 224; ours {_MACS[name] / 1e9:.3f}G",
-                            "tests/test_hornet.py::test_macs_224"))
+                            "tests/models/test_hornet.py::test_macs_224"))
     return dict(
         family="hornet", slots={**SLOTS, "mixer": gnconv_mixers(gf)}, paper=papers.HORNET, paper_params=pp,
         paper_macs=pm, input_size=(3, 224, 224) if paper_model else (3, SMALL_IMG_SIZE, SMALL_IMG_SIZE),

@@ -13,7 +13,8 @@ Slots: ``mixer``, ``norm`` (``bn``), ``act`` (``gelu``), ``attn`` (``none``), ``
 head). Small images: ``stem="small"`` (+ ``img_size=``), see ``metaformer``.
 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``); paper
-figures: the official README and timm's results CSV. Params exact (asserted by tests/test_metaformer.py); MACs with
+figures: the official README and timm's results CSV. Params exact (asserted by tests/models/test_inceptionnext.py);
+MACs with
 ``blockzoo.profile.counting.count_macs`` (convs + linears only; BN, GELU, LayerNorm and elementwise ops uncounted).
 InceptionNeXt-atto's 4.2M (README) is given to one decimal, i.e. 4.15M-4.25M; our 4,156,520 is inside that interval.
 """
@@ -52,7 +53,7 @@ _MACS = {
     "inception_next_small": 8_355_682_080,
 }
 
-_T = "tests/test_metaformer.py::"
+_T = "tests/models/test_inceptionnext.py::"
 
 
 def _paper_spec(name: str, *extra_claims: Claim) -> dict[str, Any]:

@@ -45,7 +45,8 @@ naming the ``img_size`` to build with (the official code fails with a shape erro
 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``), in
 the training and the deploy form; the paper / official README table gives one decimal. Params: exact counts,
-asserted by tests/test_lsnet.py. **Structure check**: a float64 forward of the official ``model/lsnet.py`` structure
+asserted by tests/models/test_lsnet.py. **Structure check**: a float64 forward of the official ``model/lsnet.py``
+structure
 (re-typed outside the repository, SKA by unfold) and of ours with the same weights (state dicts align entry by
 entry, in order) agreed to 2e-10 for T, S and B. MACs: ``blockzoo.profile.count_macs`` (convs, linears and the
 attention matmuls); fvcore's default handles count BatchNorm 2 and GroupNorm 5 per element (eval mode) on top,
@@ -88,7 +89,7 @@ __all__ = ["RepVGGDW", "LSNetFFN", "LSNetAttention", "LSNetBlock", "LSNetStem", 
 
 SLOTS = {"mixer": "ls_conv", "attn": "se(reduction=4)", "act": "relu", "head": "avg"}
 
-_T = "tests/test_lsnet.py::"
+_T = "tests/models/test_lsnet.py::"
 
 
 # -------------------------------------------------------------------------------------------------------- layers
@@ -381,7 +382,7 @@ CONFIGS = {
     "lsnet_s": ((1, 2, 8, 10), (96, 192, 320, 448), 16.1e6, 0.5e9),
     "lsnet_b": ((4, 6, 8, 10), (128, 256, 384, 512), 23.2e6, 1.3e9),
 }
-# exact counts of our builds (1000 classes, 3 channels); asserted by tests/test_lsnet.py
+# exact counts of our builds (1000 classes, 3 channels); asserted by tests/models/test_lsnet.py
 _PARAMS = {"lsnet_t": 11_409_832, "lsnet_s": 16_146_304, "lsnet_b": 23_313_608}
 _DEPLOY_PARAMS = {"lsnet_t": 11_370_488, "lsnet_s": 16_098_232, "lsnet_b": 23_249_320}
 # MACs of our builds at 224 px (blockzoo.profile.count_macs); asserted by the slow test

@@ -219,7 +219,7 @@ _IMAGENET: dict[str, tuple[float, int, int, float, float]] = {
     "mobilenetv2_100": (1.00, 3_504_872, 300_774_272, 3.4e6, 300e6),
     "mobilenetv2_140": (1.40, 6_108_776, 582_195_824, 6.9e6, 585e6),
 }
-_TEST = "tests/test_mobilenetv2.py"
+_TEST = "tests/models/test_mobilenetv2.py"
 
 
 def _imagenet(name: str, width: float):

@@ -16,7 +16,7 @@ Actually What You Need for Vision", CVPR 2022, arXiv:2111.11418).
   7x7/4 (padding 2) stem and 3x3/2 downsampling without norms, GroupNorm before GAP, FC head.
 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``). Params
-exact (asserted by tests/test_metaformer.py); MACs with ``blockzoo.profile.counting.count_macs``: convs + linears only
+exact (asserted by tests/models/test_pfnet.py); MACs with ``blockzoo.profile.counting.count_macs``: convs + linears only
 -- pooling, norms and activations are not counted, like the paper's FLOPs. R50-* paper numbers: PfLayer README table
 (ours within 0.3% / 2%); PoolFormer: timm's results CSV (paper: 12M / 1.8G). The pf ConvNeXts have no paper row.
 """
@@ -30,7 +30,7 @@ from blockzoo.models.metaformer import CONVNEXT_MACRO, metaformer_entry
 from blockzoo.papers import PFLAYER, POOLFORMER
 from blockzoo.registry import Claim, register_model
 
-_T = "tests/test_metaformer.py::"
+_T = "tests/models/test_pfnet.py::"
 
 _PARAMS = {
     "pf_resnet50_max": 14_232_232,

@@ -117,7 +117,7 @@ def _cifar_stages(m: int) -> tuple[tuple[int, int, int, int, int, int], ...]:
     return ((64, 1, m, 3, 1, 1), (128, 2, m, 2, 1, 1), (256, 2, m, 1, 1, 1))
 
 
-_TEST = "tests/test_resattnet.py"
+_TEST = "tests/models/test_resattnet.py"
 _IMAGENET_NOTE = ("Stages as in paper Table 2 and the official prototxts (pre-activation bottlenecks, mask with 3/2/1 "
                   "max-pool levels in stages 1/2/3). {diff}")
 

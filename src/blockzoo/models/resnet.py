@@ -38,7 +38,7 @@ def _imagenet_resnet(name: str, block: type[nn.Module], layers: tuple[int, ...],
                   model_name=name, **kw)
 
 
-_CLAIM_TEST = "tests/test_models.py::test_param_counts"
+_CLAIM_TEST = "tests/models/test_resnet.py::test_param_counts"
 
 @register_model(
     "resnet20", family="resnet_cifar", slots=SLOTS, paper=papers.RESNET, input_size=(3, 32, 32), num_classes=10,

@@ -48,8 +48,8 @@ def _imagenet(name: str, layers: tuple[int, ...]):
     "sknet50", family="sknet", slots=SLOTS, paper=papers.SKNET, paper_params=27_500_000, paper_macs=4.47e9,
     reference={"params_1000cls": SKNET50_PARAMS, "macs_224": 4_462_710_784},
     summary="SKNet-50: ResNeXt-50 (32x4d) with SK units (M=2, G=32, r=16, L=32) in place of the grouped 3x3 convs",
-    claims=(Claim(f"{SKNET50_PARAMS:,} parameters (paper: 27.5M)", "tests/test_sk_gcp.py::test_sknet50_params"),
-            Claim("4.463 GMACs at 224x224 (paper: 4.47 GFLOPs)", "tests/test_sk_gcp.py::test_sknet50_macs")),
+    claims=(Claim(f"{SKNET50_PARAMS:,} parameters (paper: 27.5M)", "tests/models/test_sknet.py::test_sknet50_params"),
+            Claim("4.463 GMACs at 224x224 (paper: 4.47 GFLOPs)", "tests/models/test_sknet.py::test_sknet50_macs")),
     notes="zero_init_last=False (official init); stem='small' and img_size= for small inputs.",
 )
 def sknet50(*, num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
@@ -61,7 +61,8 @@ def sknet50(*, num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     "sknet101", family="sknet", slots=SLOTS, paper=papers.SKNET, paper_params=48_900_000, paper_macs=8.46e9,
     reference={"params_1000cls": SKNET101_PARAMS},
     summary="SKNet-101: ResNeXt-101 (32x4d) with SK units (M=2, G=32, r=16, L=32)",
-    claims=(Claim(f"{SKNET101_PARAMS:,} parameters (paper: 48.9M)", "tests/test_sk_gcp.py::test_sknet101_params"),),
+    claims=(Claim(f"{SKNET101_PARAMS:,} parameters (paper: 48.9M)",
+                  "tests/models/test_sknet.py::test_sknet101_params"),),
     notes="zero_init_last=False (official init); stem='small' and img_size= for small inputs.",
 )
 def sknet101(*, num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
@@ -74,7 +75,7 @@ def sknet101(*, num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     reference={"params_3ch_10cls": SKRESNET20_PARAMS},
     summary="CIFAR ResNet-20 whose first 3x3 unit in every basic block is an SK unit (blockzoo's small SK net)",
     claims=(Claim(f"{SKRESNET20_PARAMS:,} parameters (3 input channels, 10 classes)",
-                  "tests/test_sk_gcp.py::test_skresnet20"),),
+                  "tests/models/test_sknet.py::test_skresnet20"),),
     notes="Not a paper model: the CIFAR counterpart of resnet20 for cheap comparisons; option-A shortcuts.",
 )
 def skresnet20(*, num_classes: int = 10, in_chans: int = 3, shortcut: str = "A", **kw) -> ResNet:

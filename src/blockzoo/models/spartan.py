@@ -43,7 +43,8 @@ Deviation / conventions:
   can also be given.
 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``). Paper:
-3.8M parameters (abstract) and "approximately 1.0G" FLOPs. Params exact (asserted in tests/test_spartan.py against a
+3.8M parameters (abstract) and "approximately 1.0G" FLOPs. Params exact (asserted in tests/models/test_spartan.py
+against a
 closed-form count of the official modules); MACs with ``blockzoo.profile.counting.count_macs`` (convs and linears
 only; norms, activations, pooling, the argmax gather, the complex multiply and other elementwise ops uncounted): ours
 are 3,820,296 parameters (+0.5%) and 1.044 GMACs at 256 px (+4.4%; 0.800 G at 224 px, -20%).
@@ -79,7 +80,7 @@ from blockzoo.registry import Claim, SlotContext, parse_slot_value, register_mod
 __all__ = ["SpaRTANStem", "SpaRTANDownsample", "SpaRTANBlock", "SPARTAN_CONFIG", "OFFICIAL_DROP_PATH_RATE",
            "spartan_entry"]
 
-_T = "tests/test_spartan.py::"
+_T = "tests/models/test_spartan.py::"
 
 SLOTS = {"mixer": "spartan", "norm": f"gn(groups=1, eps={BN_EPS})", "act": "gelu", "attn": "none", "head": "avg"}
 

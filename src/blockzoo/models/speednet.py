@@ -213,9 +213,9 @@ register_model(
     summary="airbench-style wide shallow convnet for 28 px: frozen 2x2 whitening conv, 3 conv groups 64/128/256",
     notes="Train with blockzoo.train.speedrun (whitening init from data, lookahead, TTA).",
     claims=(Claim(f"{SPEEDNET_PARAMS:,} parameters at 1 input channel / 10 classes",
-                  "tests/test_speedrun.py::test_speednet_registered_param_count"),
+                  "tests/models/test_speednet.py::test_speednet_registered_param_count"),
             Claim("the whitening init gives patch features with identity second moment",
-                  "tests/test_speedrun.py::test_whitening_init_whitens"),
+                  "tests/models/test_speednet.py::test_whitening_init_whitens"),
             Claim("airbench94 (the paper's network and recipe): 94.01% mean CIFAR-10 accuracy in 3.83 s on an A100",
                   None, status="not checked"),
             Claim("Fashion-MNIST time to 90/92/93/94% with blockzoo.train.speedrun on a 2-core CPU, vs ResNet-20",
@@ -227,5 +227,5 @@ register_model(
     reference={"params_3ch_10cls": AIRBENCH94_PARAMS}, test_size=32,
     summary="airbench94's network (widths 64/256/256, 2x2 whitening) for 32 px CIFAR-10",
     claims=(Claim(f"{AIRBENCH94_PARAMS:,} parameters, the layer shapes of airbench94.py",
-                  "tests/test_speedrun.py::test_airbench94_param_count"),),
+                  "tests/models/test_speednet.py::test_airbench94_param_count"),),
 )(_airbench94)

@@ -38,7 +38,8 @@ eval output is unchanged (test: ``unireplknet_a`` at 64 px, max abs diff < 1e-4 
 The paper's and our exact numbers are in the registry (``blockzoo info <model>``, ``docs/catalog.md``),
 in the training and the deploy form. Paper: official README, ImageNet-1K table (#params / FLOPs at 224 px), which
 counts the **deploy** (re-parameterised) structure; the training structure carries the extra branch kernels and
-BatchNorms. Params exact (asserted by tests/test_unireplknet.py); MACs with ``blockzoo.profile.count_macs`` (convs +
+BatchNorms. Params exact (asserted by tests/models/test_unireplknet.py); MACs with ``blockzoo.profile.count_macs``
+(convs +
 linears; BN, LN, GELU, GRN, SE gating and elementwise ops uncounted). The README gives one decimal: UniRepLKNet-A's 4.4M
 means 4.35M-4.45M and 0.6G means 0.55G-0.65G; our deploy 4.437M and 0.640G lie inside.
 
@@ -80,7 +81,7 @@ __all__ = ["GRN", "UniRepLKNetBlock", "UniRepLKNetStem", "KernelSchedule", "unir
            "DEFAULT_KERNEL_SIZES",
            "default_kernel_sizes", "UNIREPLKNET"]
 
-_T = "tests/test_unireplknet.py::"
+_T = "tests/models/test_unireplknet.py::"
 
 
 # ------------------------------------------------------------------------------------------------------- layers

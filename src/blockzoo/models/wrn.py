@@ -109,7 +109,7 @@ def _spec(name: str) -> dict[str, Any]:
         reference={"params_3ch_10cls": p} if p else {},
         summary=f"WRN-{d}-{k}: pre-activation wide basic blocks, widths {16 * k}/{32 * k}/{64 * k}, "
                 f"{(d - 4) // 6} blocks per group",
-        claims=((Claim(f"{p:,} parameters", "tests/test_models.py::test_param_counts"),) if p else ()))
+        claims=((Claim(f"{p:,} parameters", "tests/models/test_wrn.py::test_param_counts"),) if p else ()))
 
 
 register_model("wrn_16_4", **_spec("wrn_16_4"))(_make("wrn_16_4", 16, 4))

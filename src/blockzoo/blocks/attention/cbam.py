@@ -94,13 +94,13 @@ class CBAM(nn.Module):
     summary="CBAM: shared-MLP channel gate (avg+max, r = 16) then 7x7 spatial gate on [avg; max] maps; no residual",
     claims=(
         Claim("no residual inside the module: with both gates forced to 0.5 the output is exactly 0.25 * x",
-              "tests/test_attention_more.py::test_cbam_no_residual"),
+              "tests/blocks/attention/test_cbam.py::test_cbam_no_residual"),
         Claim("channel MLP C -> C//16 -> C shared by the avg- and max-pooled descriptors; 7x7 spatial conv, padding 3",
-              "tests/test_attention_more.py::test_cbam_hand_computed"),
+              "tests/blocks/attention/test_cbam.py::test_cbam_hand_computed"),
         Claim("CBAM-ResNet-50 has 28.09M parameters (paper's ImageNet table; 25,557,032 + 2,532,576 = 28,089,608)",
-              "tests/test_attention_more.py::test_cbam_resnet50_params"),
+              "tests/blocks/attention/test_cbam.py::test_cbam_resnet50_params"),
         Claim("CBAM adds 0.006 GFLOPs (MACs) to ResNet-50 at 224x224 (paper's ImageNet table: 3.858 -> 3.864 G)",
-              "tests/test_attention_more.py::test_cbam_resnet50_macs"),
+              "tests/blocks/attention/test_cbam.py::test_cbam_resnet50_macs"),
     ),
     notes="variant='paper': spatial conv with bias, no BN, [avg; max]; 'official' (Jongchan/attention-module): conv "
           "without bias + BN, [max; mean]. kernel_size must be odd. No residual inside.",

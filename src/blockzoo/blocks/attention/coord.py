@@ -44,9 +44,11 @@ class CoordAttention(nn.Module):
 @register_block(
     "coord", slot="attn", paper=papers.COORD, family="coord",
     summary="Coordinate Attention: direction-aware pooling along H and W -> shared 1x1 -> two sigmoid maps",
-    claims=(Claim("mip = max(8, C // 32) as in the official code", "tests/test_blocks.py::test_coord_mip_and_values"),
+    claims=(Claim("mip = max(8, C // 32) as in the official code",
+                  "tests/blocks/attention/test_coord.py::test_coord_mip_and_values"),
             Claim("nearly no computational overhead in MobileNetV2 (paper: 3.5M/300M -> 3.95M/310M; ours: "
-                  "3,504,872/300.8M -> 3,950,648/306.7M MACs)", "tests/test_mobilenetv2.py::test_coord_overhead")),
+                  "3,504,872/300.8M -> 3,950,648/306.7M MACs)",
+                  "tests/models/test_mobilenetv2.py::test_coord_overhead")),
 )
 def coord(channels: int, reduction: int = 32, min_mip: int = 8) -> nn.Module:
     return CoordAttention(channels, reduction=reduction, min_mip=min_mip)

@@ -66,11 +66,12 @@ class DFCAttention(nn.Module):
     summary="DFC attention (GhostNetV2): 2x avg-pool -> 1x1+BN -> 1x5 dw+BN -> 5x1 dw+BN -> sigmoid -> nearest up",
     claims=(
         Claim("layer order, kernels (1x5 then 5x1 depthwise), no biases, avg-pool 2/2 and nearest up-sampling as in "
-              "the official ghostnetv2_torch.py", "tests/test_attention_more.py::test_dfc_hand_computed_odd_size"),
+              "the official ghostnetv2_torch.py",
+              "tests/blocks/attention/test_dfc.py::test_dfc_hand_computed_odd_size"),
         Claim("parameters = C^2 + 2KC + 6C (1x1 conv, two depthwise convs, three BNs)",
-              "tests/test_attention_more.py::test_dfc_params_and_macs"),
+              "tests/blocks/attention/test_dfc.py::test_dfc_params_and_macs"),
         Claim("the gate is computed at half resolution: C(C + 2K) * floor(H/2) * floor(W/2) MACs",
-              "tests/test_attention_more.py::test_dfc_params_and_macs"),
+              "tests/blocks/attention/test_dfc.py::test_dfc_params_and_macs"),
     ),
     requires=Requires(min_size=2),
     notes="kernel_size must be odd; downsample=True: 2x avg-pool + nearest up-sampling (needs H, W >= 2). "

@@ -76,10 +76,12 @@ class ECANS(nn.Module):
 @register_block(
     "eca", slot="attn", paper=papers.ECA, family="eca",
     summary="Efficient Channel Attention: GAP -> 1-D conv (adaptive k, no bias) across channels -> sigmoid",
-    claims=(Claim("adds exactly k parameters per module, k < 9", "tests/test_blocks.py::test_eca_kernel_table"),
+    claims=(Claim("adds exactly k parameters per module, k < 9",
+                  "tests/blocks/attention/test_eca.py::test_eca_kernel_table"),
             Claim("k = 3, 5, 5, 5, 5, 7 for C = 64 ... 2048 (gamma = 2, b = 1)",
-                  "tests/test_blocks.py::test_eca_kernel_table"),
-            Claim("ECA-ResNet-50 = ResNet-50 + 86 parameters (25,557,118)", "tests/test_models.py::test_param_counts")),
+                  "tests/blocks/attention/test_eca.py::test_eca_kernel_table"),
+            Claim("ECA-ResNet-50 = ResNet-50 + 86 parameters (25,557,118)",
+                  "tests/models/test_resnet.py::test_param_counts")),
 )
 def eca(channels: int, k_size: int | None = None, gamma: float = 2, b: float = 1) -> nn.Module:
     return ECA(channels, k_size=k_size, gamma=gamma, b=b)
@@ -88,7 +90,7 @@ def eca(channels: int, k_size: int | None = None, gamma: float = 2, b: float = 1
 @register_block(
     "eca_ns", slot="attn", paper=papers.ECA, family="eca",
     summary="ECA-NS: ECA with non-shared per-channel 1-D kernels (k x C parameters)",
-    claims=(Claim("k x C parameters", "tests/test_blocks.py::test_eca_ns"),),
+    claims=(Claim("k x C parameters", "tests/blocks/attention/test_eca.py::test_eca_ns"),),
 )
 def eca_ns(channels: int, k_size: int | None = None, gamma: float = 2, b: float = 1) -> nn.Module:
     return ECANS(channels, k_size=k_size, gamma=gamma, b=b)

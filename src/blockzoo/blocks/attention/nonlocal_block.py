@@ -156,13 +156,13 @@ _NL_MEMORY = ("Memory/compute are quadratic in the number of positions N = H*W: 
     summary="Non-local block (embedded Gaussian): softmax(theta^T phi) g -> W_z -> BN(gamma=0) + x; identity at init",
     claims=(
         Claim("embedded Gaussian: y_i = sum_j softmax_j(theta_i . phi_j) g_j with C' = C/2, z = BN(W_z y) + x",
-              "tests/test_attention_more.py::test_nonlocal_hand_computed"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_nonlocal_hand_computed"),
         Claim("zero-initialised BN gamma makes an inserted block an identity mapping, also after a backbone's init",
-              "tests/test_attention_more.py::test_nonlocal_identity_in_resnet20"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_nonlocal_identity_in_resnet20"),
         Claim("works on any H x W; cost 4*C*C'*N + 2*C'*N^2 MACs (quadratic in N = H*W)",
-              "tests/test_attention_more.py::test_nonlocal_params_and_macs"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_nonlocal_params_and_macs"),
         Claim("subsampling (2x2 max-pool after phi and g) reduces the pairwise cost by 4x",
-              "tests/test_attention_more.py::test_nonlocal_subsample"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_nonlocal_subsample"),
     ),
     requires=Requires(min_size=1),
     notes="C' = C // reduction (or inner_channels); subsample=True: 2x2 max-pool after phi, g; scale=True: the "
@@ -180,12 +180,12 @@ def nonlocal_block(channels: int, reduction: int = 2, inner_channels: int | None
     summary="Softmax-free non-local block: (theta^T phi / sqrt(N)) g -> W_z -> BN(0) + x; multi-head at no extra cost",
     claims=(
         Claim("softmax replaced by the scaling factor 1/sqrt(N), N = H*W (official code; scale='n' gives 1/N)",
-              "tests/test_attention_more.py::test_sfnl_hand_computed"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_sfnl_hand_computed"),
         Claim("multi-head attention at no additional cost: heads split C', so parameters are identical and MACs are "
               "equal (N x N order) or lower (associative order)",
-              "tests/test_attention_more.py::test_sfnl_multihead_cost"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_sfnl_multihead_cost"),
         Claim("zero-initialised output BN: identity mapping at init, also after a backbone's init",
-              "tests/test_attention_more.py::test_sfnl_identity_in_resnet20"),
+              "tests/blocks/attention/test_nonlocal_block.py::test_sfnl_identity_in_resnet20"),
         Claim("improves CIFAR-10, CIFAR-100 and Tiny-ImageNet accuracy over the softmax non-local block",
               status="not checked"),
     ),

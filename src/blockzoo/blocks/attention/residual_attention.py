@@ -164,9 +164,9 @@ class ResidualAttentionModule(nn.Module):
     summary="Residual attention: hourglass soft mask M (max-pool down, bilinear up, skips, sigmoid), (1 + M(x)) * x",
     requires=Requires(min_channels=4),
     claims=(Claim("attention residual learning: with the mask's last conv zeroed, M = 0.5 and H = 1.5 * T(x)",
-                  "tests/test_resattnet.py::test_zero_mask_gives_one_and_a_half_trunk"),
+                  "tests/blocks/attention/test_residual_attention.py::test_zero_mask_gives_one_and_a_half_trunk"),
             Claim("soft mask values lie in (0, 1) and have the trunk's shape, on odd and non-square inputs too",
-                  "tests/test_resattnet.py::test_mask_range_and_odd_sizes")),
+                  "tests/blocks/attention/test_residual_attention.py::test_mask_range_and_odd_sizes")),
     notes="downsamples: max-pool levels of the mask (skips at all but the lowest); p=1, t=2 (pre/post and trunk "
           "units) is the paper's full module; gate='tanh' is the official Attention-92 prototxt's; mask_bias=False and "
           "align_corners=True (Caffe Interp) follow the prototxts. Needs C >= 4 (bottleneck width C/4).",

@@ -53,7 +53,8 @@ def cse(channels: int, reduction: int = 2) -> nn.Module:
 
 
 @register_block("sse", slot="attn", paper=papers.SCSE, family="scse",
-                claims=(Claim("a 1x1 conv to ONE map: C + 1 parameters", "tests/test_blocks.py::test_sse_scse"),),
+                claims=(Claim("a 1x1 conv to ONE map: C + 1 parameters",
+                              "tests/blocks/attention/test_scse.py::test_sse_scse"),),
                 summary="sSE: 1x1 conv C -> 1 map -> sigmoid -> spatial rescale")
 def sse(channels: int) -> nn.Module:
     return SpatialSE(channels)

@@ -44,8 +44,8 @@ class SqueezeExcite(nn.Module):
     "se", slot="attn", paper=papers.SENET, family="se",
     summary="Squeeze-and-Excitation: GAP -> FC(C, C/16) -> ReLU -> FC -> sigmoid -> rescale",
     claims=(Claim("SE-ResNet-50 has 28,088,024 parameters (ResNet-50 + 2,530,992)",
-                  "tests/test_models.py::test_param_counts"),
-            Claim("hidden size is C // r with r = 16", "tests/test_blocks.py::test_se_hidden_and_values")),
+                  "tests/models/test_resnet.py::test_param_counts"),
+            Claim("hidden size is C // r with r = 16", "tests/blocks/attention/test_se.py::test_se_hidden_and_values")),
 )
 def se(channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid") -> nn.Module:
     return SqueezeExcite(channels, reduction=reduction, hidden=hidden, gate=gate)

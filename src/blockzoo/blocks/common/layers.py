@@ -121,7 +121,8 @@ def make_norm(norm, channels: int, **kw) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------------------ attn none
 @register_block("none", slot="attn", family="identity", summary="Identity: no attention (the baseline variant)",
-                claims=(Claim("adds no parameters and no computation", "tests/test_blocks.py::test_none_is_identity"),))
+                claims=(Claim("adds no parameters and no computation",
+                              "tests/blocks/common/test_layers.py::test_none_is_identity"),))
 def _none(channels: int | None = None, **_: object) -> nn.Module:
     return nn.Identity()
 

@@ -114,13 +114,13 @@ class SelectiveKernel(nn.Module):
     requires=Requires(keeps_channels=False, stride=True),
     claims=(
         Claim("attention is a softmax across the M branches: the weights of every channel sum to 1",
-              "tests/test_sk_gcp.py::test_sk_softmax_across_branches"),
+              "tests/blocks/conv/test_sk.py::test_sk_softmax_across_branches"),
         Claim("d = max(C/r, L), r = 16, L = 32; parameter count of the unit by formula",
-              "tests/test_sk_gcp.py::test_sk_param_count_formula"),
-        Claim("output = sum_i a_i * branch_i (selection)", "tests/test_sk_gcp.py::test_sk_selects_branch"),
+              "tests/blocks/conv/test_sk.py::test_sk_param_count_formula"),
+        Claim("output = sum_i a_i * branch_i (selection)", "tests/blocks/conv/test_sk.py::test_sk_selects_branch"),
         Claim("SKNet-50 has 27.5M parameters (ResNeXt-50 32x4d body with SK units)",
-              "tests/test_sk_gcp.py::test_sknet50_params"),
-        Claim("SKNet-50 costs 4.47 GFLOPs (MACs) at 224x224", "tests/test_sk_gcp.py::test_sknet50_macs"),
+              "tests/models/test_sknet.py::test_sknet50_params"),
+        Claim("SKNet-50 costs 4.47 GFLOPs (MACs) at 224x224", "tests/models/test_sknet.py::test_sknet50_macs"),
     ),
     notes="branches = M, reduction = r, min_dim = L; fc_norm='none' gives the fuse FC a bias. Groups come from the "
           "host block (32 in sknet50). Batch size >= 2 in training with fc_norm='bn'.",

@@ -134,10 +134,10 @@ class GCPHead(nn.Module):
     requires=Requires(keeps_channels=False, min_size=2),
     claims=(
         Claim("output = upper triangle of the matrix square root of the covariance: 256*257/2 = 32,896 features",
-              "tests/test_sk_gcp.py::test_gcp_output_size_and_triu_order"),
+              "tests/blocks/heads/test_gcp.py::test_gcp_output_size_and_triu_order"),
         Claim("5 Newton-Schulz iterations approximate Sigma^(1/2) (rel. error < 1e-4 on a well-conditioned 4x4 case; "
-              "< 1e-12 after 10)", "tests/test_sk_gcp.py::test_gcp_sqrt_matches_eigh"),
-        Claim("backward is correct (float64 gradcheck)", "tests/test_sk_gcp.py::test_gcp_gradcheck"),
+              "< 1e-12 after 10)", "tests/blocks/heads/test_gcp.py::test_gcp_sqrt_matches_eigh"),
+        Claim("backward is correct (float64 gradcheck)", "tests/blocks/heads/test_gcp.py::test_gcp_gradcheck"),
         Claim("GCP permits rapid learning-rate decay / faster convergence (S002)", None, "not checked"),
     ),
     notes="reduce_dim=None keeps the input width. Covariance and Newton-Schulz run in float32 with autocast off. "

@@ -59,7 +59,8 @@ from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.papers import AFFNET
 from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_block
 
-_T = "tests/test_aff_ffnet.py::"
+_T = "tests/blocks/mixers/test_aff.py::"
+_T_AFFNET = "tests/models/test_affnet.py::"
 
 __all__ = ["AFFNET", "AFFMixer", "frequency_filter", "aff_params"]
 
@@ -190,7 +191,7 @@ class AFFMixer(nn.Module):
         Claim("mask generator: two grouped (8 groups) complex 1x1 layers: C^2/2 + 4C parameters",
               _T + "test_aff_params_and_groups"),
         Claim("AFFNet (5.5M params, 1.5G FLOPs at 256 px), AFFNet-T (2.6M, 0.8G), AFFNet-ET (1.4M, 0.4G)",
-              _T + "test_affnet_param_counts"),
+              _T_AFFNET + "test_affnet_param_counts"),
     ),
     notes="num_groups must divide C; skip=True: x + filter(x); mask_act: any act slot value. FFTs in float32 with "
           "autocast off.",

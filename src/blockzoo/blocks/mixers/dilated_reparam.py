@@ -55,7 +55,7 @@ from blockzoo.registry import Claim, register_block
 
 __all__ = ["KERNEL_TABLE", "DilatedReparamBlock", "dilated_to_dense", "merge_dilated_into_large_kernel"]
 
-_T = "tests/test_unireplknet.py::"
+_T = "tests/blocks/mixers/test_dilated_reparam.py::"
 
 # kernel_size -> (branch kernel sizes, branch dilations); official DilatedReparamBlock defaults (3: no branches)
 KERNEL_TABLE: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {

@@ -30,8 +30,8 @@ class DWConv(nn.Conv2d):
     "dwconv", slot="mixer", paper=papers.CONVNEXT, family="convnext",
     summary="ConvNeXt depthwise 7x7 conv (with bias) as the token mixer",
     claims=(Claim("depthwise (groups = C) 7x7 kernel with bias: 50*C parameters",
-                  "tests/test_metaformer.py::test_dwconv_is_depthwise_7x7"),
-            Claim("ConvNeXt-T has 28,589,128 parameters", "tests/test_metaformer.py::test_param_counts"),),
+                  "tests/blocks/mixers/test_dwconv.py::test_dwconv_is_depthwise_7x7"),
+            Claim("ConvNeXt-T has 28,589,128 parameters", "tests/models/test_convnext.py::test_param_counts"),),
 )
 def dwconv(channels: int, kernel_size: int = 7, bias: bool = True, dilation: int = 1) -> nn.Module:
     return DWConv(channels, kernel_size, bias, dilation)

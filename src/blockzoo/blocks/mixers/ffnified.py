@@ -40,7 +40,8 @@ from blockzoo.errors import ConfigError
 from blockzoo.papers import FFNET
 from blockzoo.registry import Claim, Requires, register_block
 
-_T = "tests/test_aff_ffnet.py::"
+_T = "tests/blocks/mixers/test_ffnified.py::"
+_T_FFNET = "tests/models/test_ffnet.py::"
 
 __all__ = ["FFNET", "ConvBN", "RepDWConv", "FFNifiedAttention", "dw_conv"]
 
@@ -138,7 +139,7 @@ class FFNifiedAttention(nn.Module):
         Claim("the 7x7 + 3x3 re-param branches fold into one 7x7 conv (deploy form equals training form in eval)",
               _T + "test_ffnified_reparameterize"),
         Claim("FFNet-1/2/3: 13.7M / 26.9M / 48.3M params and 2.9G / 6.0G / 10.1G FLOPs at 256 px",
-              _T + "test_ffnet_param_counts"),
+              _T_FFNET + "test_ffnet_param_counts"),
     ),
     notes="kernel_size: the query-key dw kernel; kernel_size_v (default: kernel_size): the attention-value dw kernel "
           "(both odd); rep=None: official rule, 7x7 kernels get a parallel 3x3 BN branch.",

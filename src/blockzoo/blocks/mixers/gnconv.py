@@ -23,7 +23,8 @@ Order 1 (no ``pws``) is the plain gated convolution ``proj_out(p0 * dw(q0))`` of
 Cost (MACs per pixel, 7x7): ``2C^2 + 49 sum(dims) + sum_k dims[k] dims[k+1] + C^2``; since ``sum(dims) < 2C`` and
 ``sum_k dims[k] dims[k+1] < 2C^2/3`` this stays below ``C(2K^2 + 11C/3)`` (the paper's bound ``HWC(2K^2 + 11/3 C +
 2)`` counts the two elementwise products too) -- higher orders add little. Measured with
-``blockzoo.profile.count_macs`` at C = 64, 56 x 56 (``tests/test_hornet.py::test_higher_orders_add_little_cost``):
+``blockzoo.profile.count_macs`` at C = 64, 56 x 56
+(``tests/blocks/mixers/test_gnconv.py::test_higher_orders_add_little_cost``):
 
 ===== ============= =================== ============
 order dims          MACs                vs order 2
@@ -70,7 +71,8 @@ from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_
 __all__ = ["GnConv", "GlobalLocalFilter", "gnconv_dims", "FILTERS"]
 
 FILTERS = ("7x7", "gf")
-_T = "tests/test_hornet.py::"
+_T = "tests/blocks/mixers/test_gnconv.py::"
+_T_HORNET = "tests/models/test_hornet.py::"
 
 
 def gnconv_dims(channels: int, order: int) -> list[int]:
@@ -179,7 +181,7 @@ class GnConv(nn.Module):
         Claim("global filter: weight sized (h, w) = (H, W//2+1) is used as is, other sizes (non-square inputs) are "
               "resized bilinearly (align_corners=True) as in the official code", _T + "test_gf_filter_size_handling"),
         Claim("HorNet-T 7x7 / GF: 22,409,512 / 22,991,848 parameters (paper 22M / 23M), the official code's exact "
-              "counts", _T + "test_param_counts"),
+              "counts", _T_HORNET + "test_param_counts"),
     ),
     notes="HorNet uses order 2, 3, 4, 5 per stage; scale 1/3 (the official class default is 1.0); filter '7x7' | "
           "'gf'; h, w: the global filter's size, the half spectrum (H, W//2+1) of its feature map. Order n needs "

@@ -48,9 +48,9 @@ class InceptionDWConv2d(nn.Module):
     summary="Inception depthwise conv: identity | 3x3 dw | 1x11 dw | 11x1 dw on a (C-3gc, gc, gc, gc) split",
     requires=Requires(min_channels=8),
     claims=(Claim("split (C - 3gc, gc, gc, gc) with gc = int(C/8); branches 3x3, 1x11, 11x1 depthwise with bias",
-                  "tests/test_metaformer.py::test_inception_dw_split_and_kernels"),
+                  "tests/blocks/mixers/test_inception_dw.py::test_inception_dw_split_and_kernels"),
             Claim("InceptionNeXt-T has 28.06M parameters and 4.19 GMACs at 224",
-                  "tests/test_metaformer.py::test_param_counts"),),
+                  "tests/models/test_inceptionnext.py::test_param_counts"),),
     notes="Needs int(C * branch_ratio) >= 1 and odd kernel sizes.",
 )
 def inception_dw(channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,

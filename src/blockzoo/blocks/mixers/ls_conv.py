@@ -20,7 +20,8 @@ channels ``c, c + wc, c + 2 wc, ...`` (**interleaved**, ``c % wc``), not contigu
 :func:`ska` is a pure-PyTorch CPU/GPU version of that kernel: an ``autograd.Function`` that pads ``x`` once and
 accumulates the ``sks^2`` shifted products in place (``addcmul_``) on ``(N, C/wc, wc, H, W)`` views, so neither the
 9x-larger ``unfold`` tensor nor a channel-repeated copy of ``w`` is ever built; its backward is written out the same
-way (gradients checked with ``torch.autograd.gradcheck`` in tests/test_lsnet.py). :func:`ska_unfold` is the
+way (gradients checked with ``torch.autograd.gradcheck`` in tests/blocks/mixers/test_ls_conv.py).
+:func:`ska_unfold` is the
 ``F.unfold`` formulation (the official CPU fallback's semantics), kept as a second reference.
 
 ``LKP.reparameterize()`` folds its three BNs into the convs (eval-mode inference form); the BN after SKA cannot be
@@ -51,7 +52,7 @@ from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_
 
 __all__ = ["LSNET", "LKP", "SKA", "LSConv", "ska", "ska_unfold"]
 
-_T = "tests/test_lsnet.py::"
+_T = "tests/blocks/mixers/test_ls_conv.py::"
 
 
 # ----------------------------------------------------------------------------------------------------------- SKA

@@ -30,7 +30,8 @@ from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_
 
 __all__ = ["MaxPool", "AvgPool", "EffConvUnit", "maxpool", "avgpool", "pf_maxpool", "pf_hybrid"]
 
-_T = "tests/test_metaformer.py::"
+_T = "tests/models/test_pfnet.py::"
+_T_POOLFORMER = "tests/blocks/mixers/test_poolformer.py::"
 
 
 class MaxPool(nn.MaxPool2d):
@@ -52,7 +53,7 @@ class AvgPool(nn.AvgPool2d):
 @register_block(
     "maxpool", slot="mixer", paper=PFLAYER, family="parameter_free",
     summary="3x3 stride-1 max pooling as the spatial operator (parameter-free layer)",
-    claims=(Claim("no parameters", _T + "test_pool_mixers_parameter_free"),
+    claims=(Claim("no parameters", _T_POOLFORMER + "test_pool_mixers_parameter_free"),
             Claim("R50-max (max-pool instead of the 3x3 conv) has 14.2M parameters", _T + "test_pf_resnet_params"),),
     notes="Stride 1, padding k//2 (k odd).",
 )
@@ -63,7 +64,8 @@ def maxpool(channels: int | None = None, kernel_size: int = 3) -> nn.Module:
 @register_block(
     "avgpool", slot="mixer", paper=PFLAYER, family="parameter_free",
     summary="3x3 stride-1 average pooling as the spatial operator (parameter-free layer)",
-    claims=(Claim("no parameters; borders averaged over valid pixels only", _T + "test_pool_mixers_parameter_free"),),
+    claims=(Claim("no parameters; borders averaged over valid pixels only",
+                  _T_POOLFORMER + "test_pool_mixers_parameter_free"),),
     notes="Plain average, no '- x' (see 'pool').",
 )
 def avgpool(channels: int | None = None, kernel_size: int = 3, count_include_pad: bool = False) -> nn.Module:

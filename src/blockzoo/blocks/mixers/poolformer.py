@@ -22,7 +22,8 @@ from blockzoo.registry import Claim, register_block
 
 __all__ = ["Pool", "pool", "identity"]
 
-_T = "tests/test_metaformer.py::"
+_T = "tests/blocks/mixers/test_poolformer.py::"
+_T_PFNET = "tests/models/test_pfnet.py::"
 
 
 class Pool(nn.Module):
@@ -41,7 +42,7 @@ class Pool(nn.Module):
     "pool", slot="mixer", paper=POOLFORMER, family="poolformer",
     summary="PoolFormer token mixer: AvgPool3x3(x) - x (for pre-norm MetaFormer blocks)",
     claims=(Claim("pool(x) = avgpool3x3(x) - x, no parameters", _T + "test_pool_mixers_parameter_free"),
-            Claim("PoolFormer-S12 has 11.92M parameters and 1.82 GMACs at 224", _T + "test_param_counts"),),
+            Claim("PoolFormer-S12 has 11.92M parameters and 1.82 GMACs at 224", _T_PFNET + "test_param_counts"),),
     notes="count_include_pad=False as in the official code.",
 )
 def pool(channels: int | None = None, kernel_size: int = 3) -> nn.Module:

@@ -62,7 +62,8 @@ from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_
 
 BN_EPS = 1e-6            # official ``conv_norm = partial(nn.BatchNorm2d, eps=1e-6)``
 CONV_NORM = f"bn(eps={BN_EPS})"
-_T = "tests/test_spartan.py::"
+_T = "tests/blocks/mixers/test_spartan.py::"
+_T_SPARTAN = "tests/models/test_spartan.py::"
 
 __all__ = ["SPARTAN", "BN_EPS", "SMixer", "CMixer", "PairComplexMul", "official_init", "spartan", "spartan_cmixer"]
 
@@ -213,7 +214,7 @@ def _init(m: nn.Module) -> nn.Module:
                   "second), each followed by SE with C/8 hidden units; dense convs, or groups C/2 when grouped",
                   _T + "test_smixer_structure_and_params"),
             Claim("SpaRTAN (official config, built from these mixers) has 3,820,296 parameters (paper: 3.8M)",
-                  _T + "test_param_count_official")),
+                  _T_SPARTAN + "test_param_count_official")),
     notes="grouped=True: groups C/2, the official setting of the second half of the network. Needs an even C >= 8.",
 )
 def spartan(channels: int, grouped: bool = False, act: Any = "gelu", gamma_init: float = 1e-5) -> nn.Module:

@@ -1,0 +1,26 @@
+"""blockzoo.train.config: TrainConfig defaults and validation."""
+from __future__ import annotations
+
+import pytest
+
+from blockzoo.train import (
+    TrainConfig,
+)
+
+
+def test_config_defaults_and_validation():
+    r = TrainConfig().resolved()
+    assert (r.optimizer, r.schedule, r.nesterov, r.label_smoothing) == ("sgd", "onecycle", True, 0.1)
+    assert (r.precision, r.channels_last) == ("bf16", True)
+    assert r.lr == pytest.approx(0.1) and r.weight_decay == pytest.approx(5e-4) and r.eval_batch_size == 256
+    assert TrainConfig(batch_size=512).resolved().lr == pytest.approx(0.4)   # linear scaling per 128
+    a = TrainConfig(optimizer="adamw", batch_size=512).resolved()
+    assert a.lr == pytest.approx(2e-3) and a.weight_decay == pytest.approx(0.05)
+    assert TrainConfig(lr=0.3, weight_decay=0.0).resolved().lr == 0.3
+    assert TrainConfig.from_dict(TrainConfig(epochs=7).to_dict()) == TrainConfig(epochs=7)
+    for bad in [dict(optimizer="adam"), dict(schedule="step"), dict(precision="fp8"), dict(epochs=0),
+                dict(lr=-1.0), dict(label_smoothing=1.0), dict(eval_every=0), dict(tta_thresholds=[1.5])]:
+        with pytest.raises(ValueError, match="--"):
+            TrainConfig(**bad).resolved()
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"epochz": 3})
