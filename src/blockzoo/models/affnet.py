@@ -73,7 +73,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from blockzoo.blocks.common.drop import DropPath, drop_path_schedule
+from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
 from blockzoo.blocks.common.inverted_residual import InvertedResidual
 from blockzoo.blocks.common.layers import ConvNormAct, make_norm
 from blockzoo.errors import ConfigError
@@ -95,7 +95,7 @@ class AFFLayer(nn.Module):
         self.ffn = InvertedResidual(dim, dim, 1, ffn_ratio, norm=conv_norm, act=act)
         self.norm2 = make_norm(norm, dim)
         self.mixer = mixer
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop_path(self.mixer(self.norm2(self.ffn(self.norm1(x)))))

@@ -53,7 +53,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from blockzoo.blocks.common.drop import DropPath
+from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import layer_scale
 from blockzoo.blocks.common.mlp import Mlp
 from blockzoo.blocks.mixers.ffnified import RepDWConv
@@ -158,7 +158,7 @@ class FFBlock(nn.Module):
                                         norm_layer(dim))
         self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer, layout=mlp_layout)
         self.ls2 = layer_scale(dim, ls_init_value)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.ls1(self.attn(self.mixer(x))))

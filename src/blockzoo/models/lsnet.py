@@ -75,7 +75,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo.blocks.common.conv_bn import ConvBN
-from blockzoo.blocks.common.drop import DropPath, drop_path_schedule
+from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
 from blockzoo.blocks.common.layers import make_act, make_divisible
 from blockzoo.blocks.common.metaformer import MetaFormerStage
 from blockzoo.deploy.reparam import fuse_bn_linear
@@ -194,7 +194,7 @@ class LSNetBlock(nn.Module):
         self.mixer = mixer
         self.se = se if se is not None else nn.Identity()
         self.ffn = LSNetFFN(dim, int(dim * mlp_ratio), act_layer)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
         self.skip_mixer = isinstance(mixer, nn.Identity)
         # decided once here: reparameterize() may later swap the mixer for a fused conv without the attribute
         self.mixer_residual = not self.skip_mixer and not getattr(mixer, "includes_residual", False)

@@ -67,7 +67,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from blockzoo.blocks.common.drop import DropPath
+from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import layer_scale
 from blockzoo.blocks.common.layers import make_act
 from blockzoo.blocks.mixers.spartan import BN_EPS, CMixer, official_init
@@ -144,11 +144,11 @@ class SpaRTANBlock(nn.Module):
         self.mixer = mixer
         self.attn = attn if attn is not None else nn.Identity()
         self.ls1 = layer_scale(dim, ls_init_value)
-        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path1 = make_drop_path(drop_path)
         self.norm2 = norm_layer(dim)
         self.cmixer = CMixer(dim, expand_ratio=mlp_ratio, grouped=grouped, act=act_layer)
         self.ls2 = layer_scale(dim, ls_init_value)
-        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path2 = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.ls1(self.attn(self.mixer(self.norm1(x)))))

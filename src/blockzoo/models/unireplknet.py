@@ -68,7 +68,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo import papers
-from blockzoo.blocks.common.drop import DropPath
+from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import LayerScale, layer_scale
 from blockzoo.blocks.mixers.dilated_reparam import DilatedReparamBlock
 from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn
@@ -155,7 +155,7 @@ class UniRepLKNetBlock(nn.Module):
         self.ffn_norm = build_slot("norm", block_norm, dim, ctx("ffn_norm") if ctx else None)
         self.pwconv2 = nn.Linear(hidden, dim, bias=isinstance(self.ffn_norm, nn.Identity))
         self.ls = layer_scale(dim, ls_init_value)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.se(self.norm(self.dwconv(x)))

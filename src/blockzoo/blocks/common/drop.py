@@ -11,7 +11,7 @@ import torch.nn as nn
 from blockzoo.checks import check_positive
 from blockzoo.errors import ConfigError
 
-__all__ = ["DropPath", "drop_path_schedule"]
+__all__ = ["DropPath", "drop_path_schedule", "make_drop_path"]
 
 
 def drop_path_schedule(depths: Sequence[int], drop_path_rate: float) -> list[float]:
@@ -45,3 +45,9 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob:.4f}"
+
+
+def make_drop_path(drop_prob: float) -> nn.Module:
+    """The residual branch's stochastic depth: :class:`DropPath` for a rate > 0, else ``nn.Identity`` (no module
+    state either way, so state_dicts do not depend on the rate)."""
+    return DropPath(drop_prob) if drop_prob > 0 else nn.Identity()

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from blockzoo.blocks.common.drop import DropPath
+from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import layer_scale
 from blockzoo.blocks.common.layers import LayerNorm2d, out_size
 from blockzoo.blocks.common.mlp import Mlp
@@ -39,11 +39,11 @@ class MetaFormerBlock(nn.Module):
         self.mixer = mixer
         self.attn = attn if attn is not None else nn.Identity()
         self.ls1 = layer_scale(dim, ls_init_value)
-        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path1 = make_drop_path(drop_path)
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
         self.ls2 = layer_scale(dim, ls_init_value)
-        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path2 = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.ls1(self.attn(self.mixer(self.norm1(x)))))
@@ -67,7 +67,7 @@ class MetaNeXtBlock(nn.Module):
         self.norm = norm_layer(dim)
         self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
         self.ls = layer_scale(dim, ls_init_value)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
         self._fused_ln = type(self.norm) is LayerNorm2d and mlp_layout == "linear"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
