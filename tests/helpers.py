@@ -36,29 +36,41 @@ def meta_params(name: str, **kw) -> int:
         return n_params(create_model(name, **kw))
 
 
+def check_param_count(name: str, exact: int, paper: float | None, tol: float) -> None:
+    """The model's parameter count (1000 classes) equals ``exact`` and its registered reference, and is within
+    ``tol`` (relative) of the paper's rounded figure."""
+    from blockzoo.registry import get_model_spec
+    ours = meta_params(name)
+    assert ours == exact == get_model_spec(name).reference["params_1000cls"]
+    if paper is not None:
+        assert abs(ours - paper) <= tol * paper
+
+
+def check_macs_224(name: str, paper: float | None) -> int:
+    """MACs at 224 px (count_macs: convs + linears) equal the registered count and are within 3% of the paper's
+    figure (which the registry also records); returns them."""
+    from blockzoo.registry import get_model_spec
+    ours = macs(create_model(name), (3, 224, 224))
+    spec = get_model_spec(name)
+    assert ours == spec.reference["macs_224"]
+    assert spec.paper_macs == paper
+    if paper is not None:
+        assert abs(ours - paper) <= 0.03 * paper, (name, ours)
+    return ours
+
+
 def meta_model(name: str, **kw) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kw)
 
 
 def count_macs(model: nn.Module, size) -> int:
-    from blockzoo.profile.counting import count_macs as cm
+    """MACs per sample with blockzoo's counter (FLOPs = 2 x MACs)."""
+    from blockzoo.profile import count_macs as cm
     return cm(model, size).macs
 
 
-def macs(model: nn.Module, size) -> int:
-    try:
-        from blockzoo.profile import count_macs  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from blockzoo.profile.counting import count_macs
-        except ImportError:                                        # fall back to torch's counter (FLOPs = 2 MACs)
-            from torch.utils.flop_counter import FlopCounterMode
-            mode = FlopCounterMode(display=False)
-            with mode, torch.no_grad():
-                model.eval()(torch.randn(1, *size))
-            return mode.get_total_flops() // 2
-    return count_macs(model, size).macs
+macs = count_macs  # the name some test files use
 
 
 def conv_macs(c_in: int, c_out: int, k: int, h_out: int, w_out: int, groups: int = 1) -> int:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from blockzoo.registry import create_model, get_model_spec
-from helpers import macs, meta_params
+from blockzoo.registry import create_model
+from helpers import check_macs_224, check_param_count, macs, meta_params
 
 # name -> (exact count of our build, paper/timm count, relative tolerance vs the paper's rounding)
 PARAMS = {
@@ -34,11 +34,7 @@ MAC_PAPER = {"convnext_atto": 0.55e9, "convnext_femto": 0.79e9, "convnext_pico":
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_param_counts(name):
-    exact, paper, tol = PARAMS[name]
-    ours = meta_params(name)
-    assert ours == exact == get_model_spec(name).reference["params_1000cls"]
-    if paper is not None:
-        assert abs(ours - paper) <= tol * paper
+    check_param_count(name, *PARAMS[name])
 
 
 def test_param_count_by_hand_convnext_atto_and_pf():
@@ -75,13 +71,7 @@ def test_macs_by_hand_small_and_224_atto():
 @pytest.mark.parametrize("name", sorted(MAC_PAPER))
 def test_macs_tiny_224(name):
     """MACs at 224 px (count_macs: convs + linears) equal the recorded count and are within 3% of the paper."""
-    ours = macs(create_model(name), (3, 224, 224))
-    spec = get_model_spec(name)
-    assert ours == spec.reference["macs_224"]
-    paper = MAC_PAPER[name]
-    assert spec.paper_macs == paper
-    if paper is not None:
-        assert abs(ours - paper) <= 0.03 * paper, (name, ours)
+    check_macs_224(name, MAC_PAPER[name])
 
 
 @pytest.mark.slow
