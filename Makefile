@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.blockzoo-installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-# Demo budget (2 CPU cores, < 10 minutes including set-up): override e.g. `make demo DEMO_EPOCHS=5`.
+# Demo budget (2 CPU cores, 6-15 minutes including set-up, depending on the host): override e.g. `make demo DEMO_EPOCHS=5`.
 DEMO_VARIANTS ?= none,se,eca,coord,scse
 DEMO_SUBSET   ?= 10000
 DEMO_EPOCHS   ?= 2
@@ -17,7 +17,7 @@ DEMO_OUT      ?= runs/demo
 all: help
 
 help:
-	@echo "make demo       compare channel-attention blocks in ResNet-20 on Fashion-MNIST (< 10 min on 2 cores)"
+	@echo "make demo       compare channel-attention blocks in ResNet-20 on Fashion-MNIST (6-15 min on 2 cores)"
 	@echo "make test       run the test suite (fast; 'make test-slow' for the slow checks)"
 	@echo "make check      lint (ruff, configured in pyproject.toml) and check that docs/catalog.md is up to date"
 	@echo "make docs       regenerate docs/catalog.md from the registry"
