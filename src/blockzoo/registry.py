@@ -274,24 +274,40 @@ def list_slots() -> dict[str, str]:
     return dict(SLOTS)
 
 
-def list_blocks(slot: str | None = None, pattern: str | None = None) -> list[str]:
-    """Registered block names, sorted; filter by slot and/or fnmatch ``pattern`` (e.g. ``"*se*"``)."""
+Patterns = str | Iterable[str] | None
+
+
+def _filter_names(names: Iterable[str], pattern: Patterns, exclude_filters: Patterns) -> list[str]:
+    """timm's name filtering: keep names matching any of ``pattern`` (fnmatch wildcards, case-insensitive; a string
+    or a list of them), then drop those matching any of ``exclude_filters``; sorted."""
+    def patterns(p: Patterns) -> list[str]:
+        items = [p] if isinstance(p, str) else list(p or [])
+        for q in items:
+            if not isinstance(q, str):
+                raise ConfigError(f"a name pattern must be a string (fnmatch wildcards, e.g. '*resnet*'), got {q!r}")
+        return [q.lower() for q in items if q]
+
+    keep, drop = patterns(pattern), patterns(exclude_filters)
+    out = [n for n in names if not keep or any(fnmatch.fnmatchcase(n.lower(), q) for q in keep)]
+    return sorted(n for n in out if not any(fnmatch.fnmatchcase(n.lower(), q) for q in drop))
+
+
+def list_blocks(slot: str | None = None, pattern: Patterns = None, exclude_filters: Patterns = None) -> list[str]:
+    """Registered block names, sorted; filter by slot and by ``pattern`` / ``exclude_filters`` (fnmatch wildcards,
+    case-insensitive, a string or a list: ``list_blocks(pattern=["*se*", "eca*"])``)."""
     _ensure_loaded()
     if slot is not None and slot not in SLOTS:
         raise UnknownNameError("slot", slot, SLOTS, f" Slots are: {', '.join(SLOTS)}.")
-    names = [n for n, s in _BLOCKS.items() if slot is None or s.slot == slot]
-    if pattern:
-        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    return sorted(names)
+    return _filter_names([n for n, s in _BLOCKS.items() if slot is None or s.slot == slot], pattern, exclude_filters)
 
 
-def list_models(pattern: str | None = None, family: str | None = None) -> list[str]:
-    """Registered model names, sorted; filter by fnmatch ``pattern`` and/or family."""
+def list_models(pattern: Patterns = None, family: str | None = None, exclude_filters: Patterns = None) -> list[str]:
+    """Registered model names, sorted, like timm's ``list_models``: ``pattern`` and ``exclude_filters`` are fnmatch
+    wildcards (case-insensitive; a string or a list of them: ``list_models(["*resnet*", "wrn*"],
+    exclude_filters="*small*")``); ``family`` keeps one family."""
     _ensure_loaded()
-    names = [n for n, s in _MODELS.items() if family is None or s.family == family]
-    if pattern:
-        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    return sorted(names)
+    return _filter_names([n for n, s in _MODELS.items() if family is None or s.family == family], pattern,
+                         exclude_filters)
 
 
 def _paper_dict(p: Paper | None) -> dict[str, Any] | None:
