@@ -123,6 +123,24 @@ def _family_representatives() -> dict[str, str]:
     return {f: n for f, (_, n) in best.items()}
 
 
+@pytest.mark.parametrize("model", sorted(_family_representatives().values()))
+def test_reset_classifier_like_timm(model):
+    """reset_classifier(num_classes, global_pool) on the smallest model of every family: timm's argument name gives
+    a new pooling head, 0 classes gives the pooled features, a bad count is a ConfigError."""
+    from blockzoo import ConfigError
+    m, x = _run_model(model)
+    m.eval()
+    m.reset_classifier(3, "max")
+    with torch.no_grad():
+        assert m(x).shape == (2, 3)
+        m.reset_classifier(0, global_pool="avg")
+        assert m(x).shape == (2, m.head_hidden_size)
+    with pytest.raises(ConfigError):
+        m.reset_classifier(-1)
+    with pytest.raises(ConfigError, match="two different pooling heads"):
+        m.reset_classifier(3, global_pool="avg", head="max")
+
+
 def _slot_cases():
     cases = []
     for _fam, model in sorted(_family_representatives().items()):

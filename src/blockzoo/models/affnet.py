@@ -210,8 +210,8 @@ class AFFNet(Backbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(self.stages(self.stem(x)))
 
-    def reset_classifier(self, num_classes: int, head=None) -> None:
-        super().reset_classifier(num_classes, head)
+    def _reset_classifier(self, num_classes: int, head: Any) -> None:
+        super()._reset_classifier(num_classes, head)
         if isinstance(self.fc, nn.Linear):
             nn.init.normal_(self.fc.weight, 0.0, 0.01)
             nn.init.zeros_(self.fc.bias)

@@ -2,7 +2,8 @@
 
 ``forward_features(x)`` -> unpooled NCHW features with ``num_features`` channels;
 ``forward_head(x, pre_logits=False)`` -> head slot (pooling) -> dropout -> classifier;
-``reset_classifier(num_classes, head=None)``; ``get_classifier()``; ``in_chans``, ``num_classes``.
+``reset_classifier(num_classes, global_pool=None)`` (timm's name; ``head=`` too); ``get_classifier()``;
+``in_chans``, ``num_classes``.
 
 Per-stage and per-block slot values
 -----------------------------------
@@ -41,7 +42,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo.blocks.common.layers import out_size
-from blockzoo.checks import check_input, tracing
+from blockzoo.checks import check_input, check_int, tracing
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.registry import SlotContext, build_slot, get_block_spec, is_block, parse_slot_value
 
@@ -290,7 +291,18 @@ class Backbone(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int, head=None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Any = None, head: Any = None) -> None:
+        """A new classifier for ``num_classes`` (0: none, ``forward`` returns the pooled features), as in timm;
+        ``global_pool`` (timm's name) or ``head``: a new pooling ``head`` slot value (``"avg"``, ``"max"``,
+        ``"gcp"`` ...), checked against the final feature size like the one the model was built with."""
+        check_int(num_classes, "num_classes", min_value=0, owner=f"{self.model_name}.reset_classifier")
+        if global_pool is not None and head is not None and global_pool != head:
+            raise ConfigError(f"{self.model_name}.reset_classifier: global_pool={global_pool!r} and head={head!r} "
+                              f"name two different pooling heads; pass one")
+        self._reset_classifier(num_classes, head if head is not None else global_pool)
+
+    def _reset_classifier(self, num_classes: int, head: Any) -> None:
+        """The family's part of :meth:`reset_classifier` (override to re-initialise or rebuild head layers)."""
         if head is not None:
             self.set_head(head)
             self.head_hidden_size = getattr(self.head, "out_features", self.num_features)

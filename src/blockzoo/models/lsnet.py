@@ -353,7 +353,7 @@ class LSNet(Backbone):
         x = self.head_drop(self.head_norm(self.head(x)))
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int, head=None) -> None:
+    def _reset_classifier(self, num_classes: int, head: Any) -> None:
         """New classifier (and a new BatchNorm1d when a new pooling ``head`` changes the pooled size)."""
         if head is not None:
             self.set_head(head)

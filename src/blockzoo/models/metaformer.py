@@ -342,7 +342,7 @@ class MetaFormer(Backbone):
         x = self.head_drop(self.head_pre(self.head(x)))
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int, head=None) -> None:
+    def _reset_classifier(self, num_classes: int, head: Any) -> None:
         """New classifier for ``num_classes``; the head norm / MLP-head body are kept (timm behaviour) unless a new
         pooling ``head`` changes the pooled feature size, in which case they are rebuilt too."""
         if head is not None:

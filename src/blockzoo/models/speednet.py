@@ -24,6 +24,8 @@ layer shapes (its parameter count is asserted in the tests).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -135,8 +137,8 @@ class SpeedNet(Backbone):
         if self.whiten.bias is not None:
             nn.init.zeros_(self.whiten.bias)
 
-    def reset_classifier(self, num_classes: int, head=None) -> None:
-        super().reset_classifier(num_classes, head)
+    def _reset_classifier(self, num_classes: int, head: Any) -> None:
+        super()._reset_classifier(num_classes, head)
         if isinstance(self.fc, nn.Linear):
             self.fc = nn.Linear(self.fc.in_features, num_classes, bias=False)
 
