@@ -43,3 +43,30 @@ def test_resnet50_macs():
     from blockzoo.profile import count_macs
     macs = count_macs(create_model("resnet50"), (3, 224, 224)).macs
     assert 4.08e9 <= macs <= 4.13e9
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "skresnet20"])
+def test_drop_path_rate_linear_per_block_and_state_dict_unchanged(name):
+    """drop_path_rate puts stochastic depth on each block's residual branch, linear from 0 (first block) to the rate
+    (last block), like timm's ResNet; it adds no parameters or buffers, and eval mode is unaffected."""
+    from blockzoo.blocks.common.drop import DropPath
+
+    plain = create_model(name, num_classes=10, in_chans=1)
+    m = create_model(name, num_classes=10, in_chans=1, drop_path_rate=0.2)
+    assert m.state_dict().keys() == plain.state_dict().keys()
+    blocks = [b for stage in m.layers for b in stage]
+    rates = [b.drop_path.drop_prob if isinstance(b.drop_path, DropPath) else 0.0 for b in blocks]
+    expected = [0.2 * k / (len(blocks) - 1) for k in range(len(blocks))]
+    assert rates == pytest.approx(expected) and rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
+    with torch.no_grad():   # the ImageNet ResNets zero-init the last BN of each branch: give the branches weight
+        for p in plain.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(m.eval()(x), plain.eval()(x))
+        m.train()
+        torch.manual_seed(0)
+        a = m(x)
+        torch.manual_seed(1)
+        assert not torch.equal(a, m(x))   # some branches dropped for some samples

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
 from blockzoo.blocks.common.layers import make_act, make_norm
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, ImageNetStem, init_weights, out_size, parse_once, to_size
@@ -43,7 +44,8 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
-                 conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None):
+                 conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None,
+                 drop_path: float = 0.0):
         super().__init__()
         out_planes = planes * self.expansion
         self.conv1 = build_slot("conv", conv, in_planes, ctx("conv", feat_size), out_channels=planes, stride=stride,
@@ -54,6 +56,7 @@ class BasicBlock(nn.Module):
         self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
         self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
         self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
+        self.drop_path = make_drop_path(drop_path)
         self.act = make_act(act)
 
     def zero_init_last(self) -> None:
@@ -62,7 +65,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.attn(self.bn2(self.conv2(self.conv1(x))))
-        return self.act(self.merge(self.shortcut(x), out))
+        return self.act(self.merge(self.shortcut(x), self.drop_path(out)))
 
 
 class Bottleneck(nn.Module):
@@ -70,7 +73,7 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
                  conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None,
-                 groups: int = 1, base_width: int = 64):
+                 groups: int = 1, base_width: int = 64, drop_path: float = 0.0):
         super().__init__()
         width = int(planes * base_width / 64) * groups
         out_planes = planes * self.expansion
@@ -85,6 +88,7 @@ class Bottleneck(nn.Module):
         self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
         self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
         self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
+        self.drop_path = make_drop_path(drop_path)
         self.act = make_act(act)
 
     def zero_init_last(self) -> None:
@@ -94,7 +98,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.attn(self.bn3(self.conv3(self.conv2(out))))
-        return self.act(self.merge(self.shortcut(x), out))
+        return self.act(self.merge(self.shortcut(x), self.drop_path(out)))
 
 
 def _shortcut(in_planes: int, out_planes: int, stride: int, kind: str, norm) -> nn.Module:
@@ -113,14 +117,17 @@ class ResNet(Backbone):
     """ResNet with slots. ``style='cifar'``: 3 stages from a 3x3 stem; ``style='imagenet'``: 4 stages, 7x7/2 stem.
 
     ``last_stride``: stride of the last stage (2; 1 keeps its input resolution, as the iSQRT-COV / GCP ResNet-50
-    does so that the covariance is taken over 14x14 features at 224 px; the parameters are the same). Any in-stage
+    does so that the covariance is taken over 14x14 features at 224 px; the parameters are the same).
+    ``drop_path_rate``: stochastic depth on each block's residual branch (before the merge), rising linearly from 0
+    at the first block to the rate at the last (timm's ResNet schedule). Any in-stage
     slot (``attn``, ``conv``, ``connection``) takes one value per stage (``attn=["none", "none", "se", "se"]``) or a
     :class:`~blockzoo.models.base.PerBlock` function (see :mod:`blockzoo.models.base`).
     """
 
     def __init__(self, block: type[nn.Module], layers: tuple[int, ...], widths: tuple[int, ...], *, num_classes: int,
                  in_chans: int = 3, stem: str = "imagenet", stem_width: int = 64, shortcut: str = "B",
-                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.0, zero_init_last: bool = False,
+                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 zero_init_last: bool = False,
                  groups: int = 1, base_width: int = 64, last_stride: int = 2, model_name: str = "resnet",
                  attn=SLOTS["attn"], conv=SLOTS["conv"], norm=SLOTS["norm"], act=SLOTS["act"],
                  connection=SLOTS["connection"], head=SLOTS["head"]):
@@ -140,6 +147,7 @@ class ResNet(Backbone):
             raise ConfigError(f"{model_name}: stem must be 'imagenet' or 'small'/'cifar', got {stem!r}")
         in_planes, stages = stem_width, []
         extra = dict(groups=groups, base_width=base_width) if block is Bottleneck else {}
+        dpr = iter(drop_path_schedule(layers, drop_path_rate))  # stochastic depth, linear over the blocks
         for i, (n, w) in enumerate(zip(layers, widths)):
             stage_stride = 1 if i == 0 else (last_stride if i == len(layers) - 1 else 2)
             feat_out = self.track(feat, stage_stride)
@@ -152,7 +160,7 @@ class ResNet(Backbone):
                     in_planes, w, stride, shortcut=shortcut, attn=self.slot_value("attn", attn, i, j),
                     conv=self.slot_value("conv", conv, i, j), norm=norm, act=act,
                     connection=self.slot_value("connection", connection, i, j), feat_size=feat,
-                    ctx=self.block_ctx(pos, feat), **extra))
+                    ctx=self.block_ctx(pos, feat), drop_path=next(dpr), **extra))
                 feat = out_size(feat, stride)
                 in_planes = w * block.expansion
             stages.append(nn.Sequential(*blocks))
