@@ -40,7 +40,23 @@ class PadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, lo, self.pad - lo))
 
 
-class BasicBlock(nn.Module):
+class _ResidualUnit(nn.Module):
+    """What the basic and the bottleneck unit share: the branch's ``attn`` slot, the shortcut, stochastic depth and
+    the ``connection`` slot that merges them, then the activation."""
+
+    def _init_merge(self, in_planes: int, out_planes: int, stride: int, feat_out, *, shortcut: str, attn, norm, act,
+                    connection, ctx, drop_path: float) -> None:
+        self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
+        self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
+        self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
+        self.drop_path = make_drop_path(drop_path)
+        self.act = make_act(act)
+
+    def _merge(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return self.act(self.merge(self.shortcut(x), self.drop_path(self.attn(branch))))
+
+
+class BasicBlock(_ResidualUnit):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
@@ -53,22 +69,18 @@ class BasicBlock(nn.Module):
         feat_out = out_size(feat_size, stride)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = make_norm(norm, planes)
-        self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
-        self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
-        self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
-        self.drop_path = make_drop_path(drop_path)
-        self.act = make_act(act)
+        self._init_merge(in_planes, out_planes, stride, feat_out, shortcut=shortcut, attn=attn, norm=norm, act=act,
+                         connection=connection, ctx=ctx, drop_path=drop_path)
 
     def zero_init_last(self) -> None:
         if getattr(self.bn2, "weight", None) is not None:
             nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.attn(self.bn2(self.conv2(self.conv1(x))))
-        return self.act(self.merge(self.shortcut(x), self.drop_path(out)))
+        return self._merge(x, self.bn2(self.conv2(self.conv1(x))))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualUnit):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
@@ -85,11 +97,8 @@ class Bottleneck(nn.Module):
         feat_out = out_size(feat_size, stride)
         self.conv3 = nn.Conv2d(width, out_planes, 1, bias=False)
         self.bn3 = make_norm(norm, out_planes)
-        self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
-        self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
-        self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
-        self.drop_path = make_drop_path(drop_path)
-        self.act = make_act(act)
+        self._init_merge(in_planes, out_planes, stride, feat_out, shortcut=shortcut, attn=attn, norm=norm, act=act,
+                         connection=connection, ctx=ctx, drop_path=drop_path)
 
     def zero_init_last(self) -> None:
         if getattr(self.bn3, "weight", None) is not None:
@@ -97,8 +106,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
-        out = self.attn(self.bn3(self.conv3(self.conv2(out))))
-        return self.act(self.merge(self.shortcut(x), self.drop_path(out)))
+        return self._merge(x, self.bn3(self.conv3(self.conv2(out))))
 
 
 def _shortcut(in_planes: int, out_planes: int, stride: int, kind: str, norm) -> nn.Module:
