@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch (pinned CPU build, see constraints.txt) and blockzoo into $(VENV) ..."
 	$(PIP) torch
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,export,data,log,ray]'
 	@touch $(STAMP)
 
 install: $(STAMP)
