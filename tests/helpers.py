@@ -4,6 +4,7 @@ Only helpers that more than one test file uses live here; a helper that one file
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -57,6 +58,53 @@ def check_macs_224(name: str, paper: float | None) -> int:
     if paper is not None:
         assert abs(ours - paper) <= 0.03 * paper, (name, ours)
     return ours
+
+
+# ------------------------------------------------------------------------------------ registry-wide model runs
+BIG = 30e6  # models above this many parameters only run in the slow suite
+
+
+@functools.cache
+def params_meta(name: str) -> int:
+    """Parameter count of ``name`` at its paper setting (built on the meta device; cached)."""
+    return meta_params(name)
+
+
+def model_marks(name: str) -> list:
+    """``[pytest.mark.slow]`` for the models over :data:`BIG` parameters."""
+    import pytest
+    return [pytest.mark.slow] if params_meta(name) > BIG else []
+
+
+@functools.cache
+def _accepts_img_size(name: str) -> bool:
+    import inspect
+
+    from blockzoo.registry import get_model_spec
+    sig = inspect.signature(get_model_spec(name).fn)
+    return "img_size" in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def small_model(name: str, batch: int = 2, in_chans: int = 1, num_classes: int = 7, **slots):
+    """``(model, input)`` at the model's small registry-test size (``ModelSpec.small_size``)."""
+    from blockzoo.registry import get_model_spec
+    s = get_model_spec(name).small_size
+    kw = dict(img_size=s) if _accepts_img_size(name) else {}
+    m = create_model(name, num_classes=num_classes, in_chans=in_chans, **kw, **slots)
+    return m, torch.randn(batch, in_chans, s, s)
+
+
+@functools.cache
+def family_representatives() -> dict[str, str]:
+    """The smallest registered model (parameters at paper settings) of every family."""
+    from blockzoo import list_models
+    from blockzoo.registry import get_model_spec
+    best: dict[str, tuple[int, str]] = {}
+    for n in list_models():
+        fam, p = get_model_spec(n).family, params_meta(n)
+        if fam not in best or p < best[fam][0]:
+            best[fam] = (p, n)
+    return {f: n for f, (_, n) in best.items()}
 
 
 def meta_model(name: str, **kw) -> nn.Module:

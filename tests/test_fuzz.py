@@ -29,6 +29,7 @@ from blockzoo.registry import (
     list_models,
     model_options,
 )
+from helpers import family_representatives, params_meta
 
 MAX_PARAMS = 3e6          # build for real and run forward only below this many parameters
 MAX_MODEL_PARAMS = 5e6    # the smallest variant of a family must be below this to be fuzzed
@@ -38,21 +39,9 @@ CHANNELS = (0, -1, 1, 3, 7, 2.0, True, None) + (8, 16, 32, 64) * 3
 
 
 @functools.cache
-def _params_meta(name: str) -> int:
-    with torch.device("meta"):
-        m = create_model(name)
-    return sum(p.numel() for p in m.parameters())
-
-
-@functools.cache
 def _models() -> tuple[str, ...]:
     """The smallest variant of every family (if small enough to run in a fuzz case)."""
-    best: dict[str, tuple[int, str]] = {}
-    for n in list_models():
-        fam, p = get_model_spec(n).family, _params_meta(n)
-        if fam not in best or p < best[fam][0]:
-            best[fam] = (p, n)
-    return tuple(sorted(n for p, n in best.values() if p < MAX_MODEL_PARAMS))
+    return tuple(sorted(n for n in family_representatives().values() if params_meta(n) < MAX_MODEL_PARAMS))
 
 
 def _typo(rng: random.Random, name: str) -> str:

@@ -6,16 +6,14 @@ model declares, in the smallest model of each family ("runs in every backbone wh
 """
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 
-from blockzoo import create_block, create_model, list_blocks, list_models
+from blockzoo import create_block, list_blocks, list_models
 from blockzoo.registry import IncompatibleBlockError, get_block_spec, get_model_spec
+from helpers import family_representatives, model_marks, small_model
 
 C, H, W = 32, 12, 10
-BIG = 30e6  # models above this many parameters only run in the slow suite
 
 
 def _block_io(name: str, batch: int = 2):
@@ -64,37 +62,9 @@ def test_block(name):
         assert shape_ok(yb) and torch.isfinite(yb.float()).all(), f"{name}: bf16 autocast failed"
 
 
-@functools.cache
-def _params_meta(name: str) -> int:
-    with torch.device("meta"):
-        m = create_model(name)
-    return sum(p.numel() for p in m.parameters())
-
-
-def _model_marks(name):
-    return [pytest.mark.slow] if _params_meta(name) > BIG else []
-
-
-def _run_model(name: str, batch: int = 2, in_chans: int = 1, **slots):
-    spec = get_model_spec(name)
-    s = spec.small_size
-    m = create_model(name, num_classes=7, in_chans=in_chans, img_size=s, **slots) if _accepts_img_size(name) else \
-        create_model(name, num_classes=7, in_chans=in_chans, **slots)
-    x = torch.randn(batch, in_chans, s, s)
-    return m, x
-
-
-@functools.cache
-def _accepts_img_size(name: str) -> bool:
-    import inspect
-    fn = get_model_spec(name).fn
-    sig = inspect.signature(fn)
-    return "img_size" in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_model_marks(n)) for n in list_models()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=model_marks(n)) for n in list_models()])
 def test_model(name):
-    m, x = _run_model(name)
+    m, x = small_model(name)
     m.train()
     y = m(x)
     assert y.shape == (2, 7) and torch.isfinite(y).all()
@@ -113,22 +83,12 @@ def test_model(name):
         assert m(xr).shape == (1, 7)
 
 
-def _family_representatives() -> dict[str, str]:
-    best: dict[str, tuple[int, str]] = {}
-    for n in list_models():
-        fam = get_model_spec(n).family
-        p = _params_meta(n)
-        if fam not in best or p < best[fam][0]:
-            best[fam] = (p, n)
-    return {f: n for f, (_, n) in best.items()}
-
-
-@pytest.mark.parametrize("model", sorted(_family_representatives().values()))
+@pytest.mark.parametrize("model", sorted(family_representatives().values()))
 def test_reset_classifier_like_timm(model):
     """reset_classifier(num_classes, global_pool) on the smallest model of every family: timm's argument name gives
     a new pooling head, 0 classes gives the pooled features, a bad count is a ConfigError."""
     from blockzoo import ConfigError
-    m, x = _run_model(model)
+    m, x = small_model(model)
     m.eval()
     m.reset_classifier(3, "max")
     with torch.no_grad():
@@ -143,7 +103,7 @@ def test_reset_classifier_like_timm(model):
 
 def _slot_cases():
     cases = []
-    for _fam, model in sorted(_family_representatives().items()):
+    for _fam, model in sorted(family_representatives().items()):
         spec = get_model_spec(model)
         for slot, default in spec.slots.items():
             if slot in ("connection",):
@@ -158,7 +118,7 @@ def _slot_cases():
 def test_block_in_backbone(model, slot, block):
     """Every block either runs in the backbone or is refused when the model is built (never deep inside forward)."""
     try:
-        m, x = _run_model(model, **{slot: block})
+        m, x = small_model(model, **{slot: block})
     except IncompatibleBlockError as e:
         assert str(e) and model in str(e) or block in str(e)
         pytest.skip(f"refused at build time: {e}")

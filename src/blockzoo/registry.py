@@ -768,8 +768,15 @@ def _check_rate(value: Any, name: str, owner: str) -> None:
         raise ConfigError(f"{owner}: {name} is a probability and must be in [0, 1), got {value!r}")
 
 
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, *,
+                 features_only: bool = False, out_indices: Any = None, pretrained: bool = False,
+                 checkpoint_path: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model.
+
+    As in timm: ``features_only=True`` returns a :class:`~blockzoo.models.features.FeatureListNet` whose forward gives
+    the list of feature maps at ``out_indices`` (default: all of ``model.feature_info``); ``checkpoint_path`` loads
+    weights (a blockzoo weights/checkpoint file, or a state dict in timm's layout for the architectures blockzoo
+    shares with timm) and ``pretrained=True`` the model's published weights (see :mod:`blockzoo.weights`).
 
     ``num_classes``/``in_chans`` default to the model's paper setting; any slot the model declares can be overridden
     by name (``attn="eca"``, ``act="elu"``, ``norm="gn"``); other keyword arguments go to the model constructor
@@ -827,4 +834,14 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
                           f"(see `blockzoo info {name}` for its options)") from None
     if hasattr(model, "__dict__"):
         model.model_name = name  # type: ignore[attr-defined]
+    if pretrained or checkpoint_path is not None:
+        from blockzoo.weights import load_pretrained
+
+        load_pretrained(model, name, pretrained=pretrained, checkpoint_path=checkpoint_path, options=kwargs)
+    if out_indices is not None and not features_only:
+        raise ConfigError(f"{owner}: out_indices= only applies with features_only=True")
+    if features_only:
+        from blockzoo.models.features import FeatureListNet
+
+        model = FeatureListNet(model, out_indices)
     return model

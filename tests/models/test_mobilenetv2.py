@@ -271,8 +271,8 @@ def test_attn_position_per_block():
                 assert idx == 3 and ch == blk.out_channels, (attn, i)
             has = not isinstance(blk.attn, nn.Identity)
             assert has == (i > 0 or first), (attn, i)
-            assert list(blk._modules) == (["conv_pw", "conv_dw", "attn", "conv_pwl"] if pos == "after_dw"
-                                          else ["conv_pw", "conv_dw", "conv_pwl", "attn"])
+            assert list(blk._modules) == (["conv_pw", "conv_dw", "attn", "conv_pwl", "drop_path"] if pos == "after_dw"
+                                          else ["conv_pw", "conv_dw", "conv_pwl", "attn", "drop_path"])
 
 
 def test_attn_position_override_and_callable():

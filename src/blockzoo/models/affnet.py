@@ -149,6 +149,8 @@ class AFFNet(Backbone):
         drop_rate: classifier dropout; drop_path_rate: stochastic depth over the AFF layers (linear).
     """
 
+    _final_path = ("conv_head",)
+
     def __init__(self, mode: str = "small", *, num_classes: int = 1000, in_chans: int = 3, stem: str = "imagenet",
                  img_size: int | tuple[int, int] | None = None, mixer: Any = SLOTS["mixer"],
                  norm: Any = SLOTS["norm"], act: Any = SLOTS["act"], head: Any = SLOTS["head"], conv_norm: Any = "bn",
@@ -184,6 +186,7 @@ class AFFNet(Backbone):
                 feat, c_in = out_size(feat, s if i == 0 else 1), c
             stages.append(nn.Sequential(*blocks))
             feature_sizes.append(feat)
+            self.add_feature(f"stages.{si}", c)
         # layer3..5: MV2 stride 2 -> AFFBlock
         for k, (c, n, fuse) in enumerate(zip(widths[2:], n_layers, fusion)):
             si = k + 2
@@ -197,6 +200,7 @@ class AFFNet(Backbone):
             stages.append(nn.Sequential(down, AFFBlock(c, layers, norm=norm, act=act, conv_norm=conv_norm,
                                                        fusion=fuse)))
             feature_sizes.append(feat)
+            self.add_feature(f"stages.{si}", c)
         self.stages = nn.Sequential(*stages)
         self.feature_sizes = feature_sizes
         head_ch = min(4 * c_in, 960)
@@ -206,9 +210,6 @@ class AFFNet(Backbone):
         if isinstance(self.fc, nn.Linear):   # ml-cvnets default linear init: normal(0, 0.01), zero bias
             nn.init.normal_(self.fc.weight, 0.0, 0.01)
             nn.init.zeros_(self.fc.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_head(self.stages(self.stem(x)))
 
     def _reset_classifier(self, num_classes: int, head: Any) -> None:
         super()._reset_classifier(num_classes, head)

@@ -22,6 +22,17 @@ the same in every family. Registered variants whose paper configuration differs 
 FFNet's kernels, SpaRTAN's grouping, UniRepLKNet's kernel schedule) register that configuration as the slot's
 default value, so a user value (``mixer="dwconv"``) simply replaces it.
 
+timm's model conventions
+------------------------
+Every backbone declares its forward path once: ``_feature_path`` (module names in forward order; ``"name.*"`` stands
+for the children of a ``nn.Sequential``: the units the features are taken from) and ``_final_path`` (the modules
+``forward_features`` applies after them, e.g. a final norm or a 1x1 conv head). :meth:`Backbone.forward_features`
+runs that path, so :meth:`forward_intermediates` (timm >= 1.0), :meth:`prune_intermediate_layers`,
+``features_only=True`` (:class:`blockzoo.models.features.FeatureListNet`), :meth:`set_grad_checkpointing` and
+:meth:`group_matcher` work the same in every family. While building, a backbone calls :meth:`add_feature` for each
+feature map (module name and channels; the reduction is read off the recorded spatial path), which fills
+``model.feature_info`` (timm's list of ``dict(num_chs=, reduction=, module=)``).
+
 Input sizes
 -----------
 While it builds, a backbone records the geometry of its spatial path (:meth:`Backbone.track`,
@@ -35,14 +46,16 @@ deep inside torch). The checks are skipped while torch.fx traces or torch.compil
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 
 from blockzoo.blocks.common.layers import out_size
-from blockzoo.checks import check_input, check_int, tracing
+from blockzoo.checks import check_choice, check_input, check_int, tracing
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.registry import SlotContext, build_slot, get_block_spec, is_block, parse_slot_value
 
@@ -50,6 +63,8 @@ __all__ = ["PerBlock", "per_stage_values", "parse_once", "Backbone", "ImageNetSt
            "to_size"]
 
 _MAX_INPUT = 1 << 14   # the search for the smallest working input stops here
+_NOMINAL = 1 << 12     # the input size whose path gives each feature map's reduction
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def to_size(img_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -142,9 +157,16 @@ class Backbone(nn.Module):
     in_chans: int
     num_stages: int = 0
     model_name: str = "<model>"
+    # the forward path (see the module docstring): units (``"name.*"``: the children of a Sequential), final modules,
+    # and whether the final modules are a norm (``forward_intermediates(norm=True)`` applies them to the last stage)
+    _feature_path: tuple[str, ...] = ("stem", "stages.*")
+    _final_path: tuple[str, ...] = ()
+    _final_is_norm: bool = False
 
     def __init__(self) -> None:
         super().__init__()
+        self.feature_info: list[dict[str, Any]] = []
+        self.grad_checkpointing = False
         # the spatial path: (kernel, stride, padding, dilation) steps, modules with out_size(), stage markers
         self._size_plan: list[Any] = []
         self._stage_needs: dict[Any, int] = {}   # stage index (or "head") -> min feature size its blocks need
@@ -277,8 +299,187 @@ class Backbone(nn.Module):
             name) else 1
         self._size_ok = None
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    # ------------------------------------------------------------------------ the forward path and features
+    def add_feature(self, module: str, channels: int, reduction: int | None = None) -> None:
+        """Record a feature map: the output of unit ``module`` (a name on ``_feature_path``) with ``channels``
+        channels; ``reduction`` (input size / feature size) defaults to the one of the spatial path recorded so far
+        (call it after the stage's downsampling was tracked)."""
+        if reduction is None:
+            reduction = self._plan_reduction()
+        if reduction is None:  # pragma: no cover - a family bug, caught by the registry-wide tests
+            raise RuntimeError(f"{self.model_name}: the reduction of feature {module!r} is unknown; pass reduction=")
+        self.feature_info.append(dict(num_chs=int(channels), reduction=int(reduction), module=module))
+
+    def _plan_reduction(self) -> int | None:
+        size = (_NOMINAL, _NOMINAL)
+        for step in self._size_plan:
+            if step is None:
+                return None
+            if isinstance(step, nn.Module):
+                size = step.out_size(size)
+            elif step[0] != "stage":
+                kernel, stride, padding, dilation = step
+                size = out_size(size, stride, kernel, padding, dilation)
+        return round(_NOMINAL / size[0])
+
+    def _units(self) -> list[tuple[str, nn.Module]]:
+        """``(name, module)`` of each unit on the forward path, in order (resolved at each call: a deploy pass or
+        pruning may have replaced a module)."""
+        units = []
+        for entry in self._feature_path:
+            if entry.endswith(".*"):
+                prefix = entry[:-2]
+                mod = self.get_submodule(prefix)
+                if isinstance(mod, nn.Sequential):
+                    units.extend((f"{prefix}.{k}", m) for k, m in mod.named_children())
+                    continue
+                entry = prefix
+            units.append((entry, self.get_submodule(entry)))
+        return units
+
+    def _forward_final(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self._final_path:
+            x = self.get_submodule(name)(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled features: the units of the forward path, then the final modules (gradient checkpointing per unit
+        when :meth:`set_grad_checkpointing` is on and gradients are being recorded)."""
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled()
+        for _, unit in self._units():
+            x = torch.utils.checkpoint.checkpoint(unit, x, use_reentrant=False) if ckpt else unit(x)
+        return self._forward_final(x)
+
+    def _take_indices(self, indices: int | Sequence[int] | None) -> list[int]:
+        n = len(self.feature_info)
+        if indices is None:
+            return list(range(n))
+        if isinstance(indices, int) and not isinstance(indices, bool):   # timm: an int takes the last n
+            if not 1 <= indices <= n:
+                raise ConfigError(f"{self.model_name}: indices={indices} takes the last n feature maps; n must be "
+                                  f"in 1..{n} (the model has {n}: see model.feature_info)")
+            return list(range(n - indices, n))
+        take = []
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, int) or not -n <= i < n:
+                raise ConfigError(f"{self.model_name}: feature index {i!r} is out of range; the model has {n} feature "
+                                  f"maps (indices 0..{n - 1}, or negative from the end; see model.feature_info)")
+            take.append(i % n)
+        return sorted(set(take))
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's (>= 1.0) feature API: the feature maps at ``indices`` (of ``model.feature_info``; an int takes the
+        last n; default all) and, unless ``intermediates_only``, the final features: ``(final, [maps])``.
+        ``stop_early`` stops after the last requested unit (the returned final tensor is then that unit's output);
+        ``norm=True`` applies the model's final norm (where ``forward_features`` ends with one) to the last stage's
+        map; ``output_fmt`` ``"NCHW"`` or ``"NHWC"``."""
+        check_choice(output_fmt, "output_fmt", ("NCHW", "NHWC"), owner=f"{self.model_name}.forward_intermediates")
+        take = self._take_indices(indices)
+        self.check_input(x)
+        units = self._units()
+        names = [name for name, _ in units]
+        wanted = {self.feature_info[i]["module"] for i in take}
+        last = max((names.index(w) for w in wanted), default=-1)
+        stop = last if (stop_early or intermediates_only) else len(units) - 1
+        maps = []
+        for name, unit in units[:stop + 1]:
+            x = unit(x)
+            if name in wanted:
+                maps.append(x)
+        if norm and self._final_is_norm and maps and last == len(units) - 1:
+            maps[-1] = self._forward_final(maps[-1])
+        if output_fmt == "NHWC":
+            maps = [m.permute(0, 2, 3, 1) for m in maps]
+        if intermediates_only:
+            return maps
+        return (x if stop < len(units) - 1 else self._forward_final(x)), maps
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] | None = None, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop what the feature maps at ``indices`` do not need (timm): the units after the last one (replaced by
+        ``nn.Identity``), the final modules (when units were dropped, or ``prune_norm``) and, with ``prune_head``,
+        the pooling head and classifier. Returns the feature indices kept."""
+        take = self._take_indices(indices)
+        units = self._units()
+        names = [name for name, _ in units]
+        last = max(names.index(self.feature_info[i]["module"]) for i in take) if take else -1
+        for name, _ in units[last + 1:]:
+            parent, _, child = name.rpartition(".")
+            setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+        if prune_norm or last < len(units) - 1:
+            for name in self._final_path:
+                parent, _, child = name.rpartition(".")
+                setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+        if prune_head:
+            keep = {e[:-2] if e.endswith(".*") else e for e in (*self._feature_path, *self._final_path)}
+            for name, _ in list(self.named_children()):
+                if name.split(".")[0] not in {k.split(".")[0] for k in keep}:
+                    setattr(self, name, nn.Identity())
+            self.num_classes = 0
+        return take
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each unit of the forward path in the backward pass instead of keeping its activations
+        (``torch.utils.checkpoint``, non-reentrant): less memory, about one more forward of compute."""
+        self.grad_checkpointing = bool(enable)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise learning-rate decay): ``stem`` (the modules before the stages), then
+        ``blocks``: one group per stage (``coarse``) or per block, the final modules last; the head is left out
+        (timm puts unmatched parameters in the last group)."""
+        stages = [e[:-2] for e in self._feature_path if e.endswith(".*")][-1]
+        before = [e[:-2] if e.endswith(".*") else e for e in self._feature_path[:self._feature_path.index(
+            stages + ".*")]]
+        c = re.escape(stages)
+        stem = "^(?:" + "|".join(re.escape(b) for b in before) + r")\." if before else r"^$"
+        final = [(r"^(?:" + "|".join(re.escape(f) for f in self._final_path) + r")\.", (99999,))] \
+            if self._final_path else []
+        if coarse:
+            return dict(stem=stem, blocks=[(rf"^{c}\.(\d+)\.", None), *final])
+        return dict(stem=stem, blocks=[(rf"^{c}\.(\d+)\.(?:blocks\.|layers\.)?(\d+)\.", None),
+                                       (rf"^{c}\.(\d+)\.", None), *final])
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names timm's optimizer factory must not decay beyond its own rule (1-D parameters: norms,
+        biases, layer scales); empty for convolutional backbones (position embeddings and tokens go here)."""
+        return set()
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's ``pretrained_cfg`` / ``default_cfg``: the architecture, its paper, the input size and class count it
+        was built for, the input normalization of its paper setting (ImageNet's mean/std for ImageNet models; the
+        small-input models are normalized by their dataset's own statistics, computed by ``blockzoo.data``), and the
+        first conv / classifier names. Keys blockzoo does not know (a published evaluation crop) are left out."""
+        cfg = self.__dict__.get("_pretrained_cfg")
+        if cfg is None:
+            cfg = self.__dict__["_pretrained_cfg"] = self._default_pretrained_cfg()
+        return cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: dict[str, Any]) -> None:
+        self.__dict__["_pretrained_cfg"] = dict(value)
+
+    default_cfg = pretrained_cfg
+
+    def _default_pretrained_cfg(self) -> dict[str, Any]:
+        from blockzoo.registry import get_model_spec, list_models
+
+        spec = get_model_spec(self.model_name) if self.model_name in list_models() else None
+        size = tuple(spec.input_size[1:]) if spec else None
+        cfg: dict[str, Any] = {"architecture": self.model_name, "num_classes": self.num_classes}
+        if size:
+            cfg["input_size"] = (self.in_chans, *size)
+        if spec and spec.num_classes == 1000 and size and min(size) >= 128:
+            cfg.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        if spec and spec.paper:
+            cfg["paper"] = f"{spec.paper.title} (arXiv:{spec.paper.arxiv})" if getattr(spec.paper, "arxiv", None) \
+                else spec.paper.title
+        first = next((n for n, m in self.named_modules() if isinstance(m, nn.Conv2d)), None)
+        if first:
+            cfg["first_conv"] = first
+        cfg["classifier"] = "fc"
+        return cfg
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.head(x))

@@ -328,6 +328,7 @@ class LSNet(Backbone):
                 k += 1
             stages.append(MetaFormerStage(ds, blocks))
             feature_sizes.append(feat)
+            self.add_feature(f"stages.{i}", dims[i])
         self.stages = nn.Sequential(*stages)
         self.feature_sizes: list[tuple[int, int] | None] = feature_sizes
 
@@ -345,9 +346,6 @@ class LSNet(Backbone):
         if isinstance(self.fc, nn.Linear):
             nn.init.trunc_normal_(self.fc.weight, std=0.02)
             nn.init.zeros_(self.fc.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.head_norm(self.head(x)))

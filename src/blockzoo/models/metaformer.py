@@ -194,6 +194,8 @@ def _per_stage(value: Any, n: int, name: str) -> list[Any]:
 class MetaFormer(Backbone):
     """Hierarchical MetaFormer / MetaNeXt backbone; see the module docstring for every option."""
 
+    _final_path, _final_is_norm = ("norm_pre",), True
+
     def __init__(
         self,
         depths: Sequence[int],
@@ -284,6 +286,7 @@ class MetaFormer(Backbone):
                 k += 1
             stages.append(MetaFormerStage(ds, blocks))
             feature_sizes.append(feat)
+            self.add_feature(f"stages.{i}", dims[i])
         self.stages = nn.Sequential(*stages)
         self.feature_sizes: list[tuple[int, int] | None] = feature_sizes
 
@@ -335,9 +338,6 @@ class MetaFormer(Backbone):
                 self.fc.bias.mul_(head_init_scale)
 
     # ---------------------------------------------------------------------------------------------- forward
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm_pre(self.stages(self.stem(x)))
-
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.head_pre(self.head(x)))
         return x if pre_logits else self.fc(x)

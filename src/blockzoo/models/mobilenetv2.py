@@ -75,10 +75,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from blockzoo import papers
+from blockzoo.blocks.common.drop import drop_path_schedule
 from blockzoo.blocks.common.inverted_residual import ATTN_POSITIONS, InvertedResidual
 from blockzoo.blocks.common.layers import ConvNormAct, make_divisible
 from blockzoo.errors import ConfigError
@@ -138,15 +138,19 @@ class MobileNetV2(Backbone):
         attn_position: ``None`` (per-block rule), ``"after_dw"`` or ``"after_proj"``.
         attn_first_block: put ``attn`` in the t = 1 block too (``None``: per-block rule; CA's official code: no).
         eca_k_official: with ``attn="eca"``, use the released ECA-MobileNetV2 kernels (k = 1 for c <= 96, else 3).
-        drop_rate: dropout before the classifier.
+        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth on the residual branches, linear
+            over the blocks (timm's schedule; not in the paper).
 
     ``attn`` takes one value per bottleneck stage (the 7 rows of the paper's Table 2), e.g.
     ``attn=["none"] * 3 + ["nonlocal"] * 4`` keeps costly blocks (non-local, residual attention) to the late,
     low-resolution stages, as the non-local paper does in ResNets; or a :class:`~blockzoo.models.base.PerBlock`.
     """
 
+    _feature_path, _final_path = ("stem", "blocks.*"), ("conv_head",)
+
     def __init__(self, *, width_mult: float = 1.0, num_classes: int = 1000, in_chans: int = 3, stem: str = "imagenet",
-                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.2, attn: Any = SLOTS["attn"],
+                 img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
+                 attn: Any = SLOTS["attn"],
                  attn_position: str | None = None, attn_first_block: bool | None = None, eca_k_official: bool = False,
                  norm: Any = SLOTS["norm"], act: Any = SLOTS["act"], head: Any = SLOTS["head"],
                  round_nearest: int = 8,
@@ -174,12 +178,15 @@ class MobileNetV2(Backbone):
 
         blocks: list[nn.Module] = []
         in_ch, first_stride2 = stem_ch, True
+        dpr = iter(drop_path_schedule([n for _, _, n, _ in settings], drop_path_rate))
         for si, (t, c, n, s) in enumerate(settings):
             out_ch = make_divisible(c * width_mult, round_nearest)
             if small and s == 2 and first_stride2:
                 s, first_stride2 = 1, False  # CIFAR practice: the first stride-2 stage keeps the resolution
             elif s == 2:
                 first_stride2 = False
+            if s == 2 and blocks:   # a feature map at the end of each resolution (timm's feature_info)
+                self.add_feature(f"blocks.{len(blocks) - 1}", in_ch)
             self.begin_stage(si, f"blocks.{len(blocks)}-{len(blocks) + n - 1}", self.track(feat, s))
             for i in range(n):
                 stride = s if i == 0 else 1
@@ -192,8 +199,9 @@ class MobileNetV2(Backbone):
                 pos = f"blocks.{len(blocks)}"
                 blocks.append(InvertedResidual(
                     in_ch, out_ch, stride, t, attn=use_attn, attn_position=attn_position or rule_pos, norm=norm,
-                    act=act, feat_size=feat, ctx=self.block_ctx(pos, feat)))
+                    act=act, feat_size=feat, ctx=self.block_ctx(pos, feat), drop_path=next(dpr)))
                 feat, in_ch = out_size(feat, stride), out_ch
+        self.add_feature(f"blocks.{len(blocks) - 1}", in_ch)
         self.blocks = nn.Sequential(*blocks)
         self.feat_size = feat
         head_ch = make_divisible(last_channels * width_mult, round_nearest) if width_mult > 1.0 else last_channels
@@ -203,9 +211,6 @@ class MobileNetV2(Backbone):
         if isinstance(self.fc, nn.Linear):  # reference init of the classifier (torchvision / official code)
             nn.init.normal_(self.fc.weight, 0, 0.01)
             nn.init.zeros_(self.fc.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_head(self.blocks(self.stem(x)))
 
 
 # ------------------------------------------------------------------------------------------------- registrations

@@ -33,11 +33,11 @@ stage units -- before the addition; the mask branch's units never get it), ``nor
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.attention.residual_attention import PreActBottleneck, ResidualAttentionModule
+from blockzoo.blocks.common.drop import drop_path_schedule
 from blockzoo.blocks.common.layers import make_act, make_norm
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, ImageNetStem, init_weights, out_size, parse_once, to_size
@@ -56,11 +56,14 @@ class ResidualAttentionNet(Backbone):
     unit before the modules carries the stride and the width change.
     """
 
+    _final_path, _final_is_norm = ("final_norm", "final_act"), True
+
     def __init__(self, stages: tuple[tuple[int, int, int, int, int, int], ...], *, num_classes: int = 1000,
                  in_chans: int = 3, stem: str = "imagenet", stem_width: int = 64,
                  img_size: int | tuple[int, int] | None = None, p: int = 1, t: int = 2, r: int = 1,
                  gate: str = "sigmoid", mask_bias: bool = False, zero_init_mask: bool = False,
-                 align_corners: bool = True, drop_rate: float = 0.0, model_name: str = "resattnet",
+                 align_corners: bool = True, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 model_name: str = "resattnet",
                  attn=SLOTS["attn"], norm=SLOTS["norm"], act=SLOTS["act"], head=SLOTS["head"]):
         super().__init__()
         norm, act = parse_once(norm), parse_once(act)
@@ -75,6 +78,9 @@ class ResidualAttentionNet(Backbone):
             raise ConfigError(f"stem must be 'imagenet' (7x7/2 conv + max-pool) or 'cifar'/'small' (3x3 conv), "
                               f"got {stem!r}")
         chans, layers = stem_width, []
+        # stochastic depth (not in the paper) on the stages' residual units, linear over the stages' blocks (the
+        # attention modules, (1 + M) * T rather than x + f(x), take none)
+        dpr = iter(drop_path_schedule([st[2] + st[4] + st[5] for st in stages], drop_path_rate))
         for si, (width, stride, n_mod, n_down, n_before, n_after) in enumerate(stages):
             blocks: list[nn.Module] = []
             feat_out = self.track(feat, stride if n_before else 1)
@@ -83,7 +89,8 @@ class ResidualAttentionNet(Backbone):
                 s = stride if j == 0 else 1
                 blocks.append(PreActBottleneck(chans, width, s, norm=norm, act=act,
                                                attn=self.slot_value("attn", attn, si, len(blocks)),
-                                               ctx=self.ctx(f"stage{si + 1}.pre{j}.attn", out_size(feat, s))))
+                                               ctx=self.ctx(f"stage{si + 1}.pre{j}.attn", out_size(feat, s)),
+                                               drop_path=next(dpr)))
                 feat, chans = out_size(feat, s), width
             if n_mod and chans != width:
                 raise ConfigError(f"stage {si + 1} has attention modules but no unit to change the width to {width}")
@@ -93,19 +100,19 @@ class ResidualAttentionNet(Backbone):
                     attn=self.slot_value("attn", attn, si, len(blocks)), gate=gate, mask_bias=mask_bias,
                     zero_init_mask=zero_init_mask, align_corners=align_corners,
                     ctx_fn=self.block_ctx(f"stage{si + 1}.attention{k}", feat)))
+                next(dpr)
             for j in range(n_after):
                 blocks.append(PreActBottleneck(chans, width, 1, norm=norm, act=act,
                                                attn=self.slot_value("attn", attn, si, len(blocks)),
-                                               ctx=self.ctx(f"stage{si + 1}.post{j}.attn", feat)))
+                                               ctx=self.ctx(f"stage{si + 1}.post{j}.attn", feat),
+                                               drop_path=next(dpr)))
                 chans = width
             layers.append(nn.Sequential(*blocks))
+            self.add_feature(f"stages.{si}", chans)
         self.stages = nn.Sequential(*layers)
         self.final_norm, self.final_act = make_norm(norm, chans), make_act(act)
         self.init_head(chans, num_classes, head, drop_rate)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final_act(self.final_norm(self.stages(self.stem(x))))
 
 
 def _imagenet_stages(mods: tuple[int, int, int]) -> tuple[tuple[int, int, int, int, int, int], ...]:

@@ -93,6 +93,8 @@ class SpeedNet(Backbone):
     """airbench94-style network (see module docstring). ``widths``: the three group widths; ``whiten_kernel``: patch
     size of the frozen whitening conv (its width is ``2 * in_chans * k * k``); ``logit_scale``: output multiplier."""
 
+    _feature_path = ("whiten", "whiten_act", "groups.*")
+
     def __init__(self, *, num_classes: int = 10, in_chans: int = 3, widths: tuple[int, int, int] = (64, 128, 256),
                  whiten_kernel: int = 2, img_size: int | tuple[int, int] | None = 32, logit_scale: float = 1 / 9,
                  dirac: bool = True, drop_rate: float = 0.0, model_name: str = "speednet",
@@ -117,6 +119,7 @@ class SpeedNet(Backbone):
                           dirac=dirac, ctx=self.block_ctx(pos, feat))
             groups.append(g)
             feat, c = g.feat_out, w
+            self.add_feature(f"groups.{i}", w)
         self.groups = nn.Sequential(*groups)
         self.init_head(c, num_classes, head, drop_rate)
         if isinstance(self.fc, nn.Linear):
@@ -141,9 +144,6 @@ class SpeedNet(Backbone):
         super()._reset_classifier(num_classes, head)
         if isinstance(self.fc, nn.Linear):
             self.fc = nn.Linear(self.fc.in_features, num_classes, bias=False)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.groups(self.whiten_act(self.whiten(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.head(x))

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo import papers
+from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
 from blockzoo.blocks.common.layers import make_act, make_norm
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
@@ -26,7 +27,7 @@ SLOTS = {"attn": "none", "norm": "bn", "act": "relu", "connection": "residual", 
 
 class WideBasic(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int, *, dropout: float = 0.0, attn="none", norm="bn",
-                 act="relu", connection="residual", ctx=None, feat_size=None):
+                 act="relu", connection="residual", ctx=None, feat_size=None, drop_path: float = 0.0):
         super().__init__()
         self.bn0 = make_norm(norm, in_planes)
         self.act0 = make_act(act)
@@ -40,16 +41,24 @@ class WideBasic(nn.Module):
         self.proj = (nn.Conv2d(in_planes, planes, 1, stride, bias=False)
                      if stride != 1 or in_planes != planes else None)
         self.merge = build_slot("connection", connection, planes, ctx("connection", feat_out))
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o1 = self.act0(self.bn0(x))
         z = self.conv1(self.drop(self.act1(self.bn1(self.conv0(o1)))))
-        return self.merge(self.proj(o1) if self.proj is not None else x, self.attn(z))
+        return self.merge(self.proj(o1) if self.proj is not None else x, self.drop_path(self.attn(z)))
 
 
 class WideResNet(Backbone):
+    """Zagoruyko & Komodakis's WRN-d-k: pre-activation basic blocks in three groups. ``dropout``: the paper's dropout
+    between the two convs of a block; ``drop_path_rate``: stochastic depth on each block's residual branch, linear
+    over the blocks (timm's schedule; not in the paper)."""
+
+    _feature_path, _final_path, _final_is_norm = ("stem", "groups.*"), ("final_norm", "final_act"), True
+
     def __init__(self, depth: int, widen: int, *, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.0,
-                 img_size: int | tuple[int, int] | None = 32, drop_rate: float = 0.0, model_name: str = "wrn",
+                 img_size: int | tuple[int, int] | None = 32, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 model_name: str = "wrn",
                  attn=SLOTS["attn"], norm=SLOTS["norm"], act=SLOTS["act"], connection=SLOTS["connection"],
                  head=SLOTS["head"]):
         super().__init__()
@@ -62,6 +71,7 @@ class WideResNet(Backbone):
         self.num_stages = len(widths)
         self.stem = nn.Conv2d(in_chans, 16, 3, 1, 1, bias=False)
         feat, in_planes, groups = to_size(img_size), 16, []
+        dpr = iter(drop_path_schedule([n] * len(widths), drop_path_rate))
         for i, w in enumerate(widths):
             blocks = []
             self.begin_stage(i, f"group{i}", self.track(feat, 2 if i > 0 else 1))
@@ -70,17 +80,15 @@ class WideResNet(Backbone):
                 pos = f"group{i}.{j}"
                 blocks.append(WideBasic(in_planes, w, stride, dropout=dropout, attn=self.slot_value("attn", attn, i, j),
                                         norm=norm, act=act, connection=self.slot_value("connection", connection, i, j),
-                                        feat_size=feat, ctx=self.block_ctx(pos, feat)))
+                                        feat_size=feat, ctx=self.block_ctx(pos, feat), drop_path=next(dpr)))
                 feat, in_planes = out_size(feat, stride), w
             groups.append(nn.Sequential(*blocks))
+            self.add_feature(f"groups.{i}", w)
         self.groups = nn.Sequential(*groups)
         self.final_norm = make_norm(norm, in_planes)
         self.final_act = make_act(act)
         self.init_head(in_planes, num_classes, head, drop_rate, feat_size=feat)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final_act(self.final_norm(self.groups(self.stem(x))))
 
 
 _WRN = {  # name: (depth, widen, params at 3 ch / 10 classes as counted from the official code, paper C10 error %)

@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
+from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layers import make_act, make_norm
 from blockzoo.checks import check_choice, check_int
 from blockzoo.errors import ConfigError
@@ -50,10 +51,11 @@ CtxFn = Callable[[str], SlotContext]
 
 
 class PreActBottleneck(nn.Module):
-    """Pre-activation bottleneck residual unit; ``attn`` acts on the branch before the addition."""
+    """Pre-activation bottleneck residual unit; ``attn`` acts on the branch before the addition, then ``drop_path``
+    (stochastic depth on the branch)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, norm="bn", act="relu", attn="none",
-                 ctx: SlotContext | None = None):
+                 ctx: SlotContext | None = None, drop_path: float = 0.0):
         super().__init__()
         mid = out_channels // 4
         if mid < 1:
@@ -67,13 +69,14 @@ class PreActBottleneck(nn.Module):
         self.attn = build_slot("attn", attn, out_channels, ctx)
         self.shortcut = (nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
                          if stride != 1 or in_channels != out_channels else None)
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.act1(self.norm1(x))
         out = self.conv1(pre)
         out = self.conv2(self.act2(self.norm2(out)))
         out = self.conv3(self.act3(self.norm3(out)))
-        return (x if self.shortcut is None else self.shortcut(pre)) + self.attn(out)
+        return (x if self.shortcut is None else self.shortcut(pre)) + self.drop_path(self.attn(out))
 
 
 def _units(n: int, channels: int, norm, act, attn="none", ctx_fn: CtxFn | None = None, name: str = "") -> nn.Module:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layers import ConvNormAct, out_size
 from blockzoo.checks import check_choice
 from blockzoo.registry import build_slot
@@ -22,12 +23,13 @@ class InvertedResidual(nn.Module):
 
     ``attn`` is inserted at ``attn_position``: ``"after_dw"`` (on the ``hidden`` = t * C_in channels, between the
     depthwise act and the projection) or ``"after_proj"`` (on C_out channels, after the projection norm, before the
-    residual add). Submodules are registered in execution order.
+    residual add). Submodules are registered in execution order. ``drop_path``: stochastic depth on the residual
+    branch (blocks with the identity only).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: float, *, attn: Any = "none",
                  attn_position: str = "after_dw", norm: Any = "bn", act: Any = "relu6", ctx=None,
-                 feat_size: tuple[int, int] | None = None):
+                 feat_size: tuple[int, int] | None = None, drop_path: float = 0.0):
         super().__init__()
         check_choice(stride, "stride", (1, 2), owner="InvertedResidual")
         check_choice(attn_position, "attn_position", ATTN_POSITIONS, owner="InvertedResidual")
@@ -47,6 +49,7 @@ class InvertedResidual(nn.Module):
         self.conv_pwl = ConvNormAct(self.hidden, out_channels, 1, norm=norm, act=None)  # linear bottleneck
         if attn_position == "after_proj":
             self.attn = build_slot("attn", attn, out_channels, ctx("attn", feat_out))
+        self.drop_path = make_drop_path(drop_path if self.use_res else 0.0)
 
     def zero_init_last(self) -> None:
         w = getattr(self.conv_pwl.norm, "weight", None)
@@ -59,4 +62,4 @@ class InvertedResidual(nn.Module):
             y = self.conv_pwl(self.attn(y))
         else:
             y = self.attn(self.conv_pwl(y))
-        return x + y if self.use_res else y
+        return x + self.drop_path(y) if self.use_res else y

@@ -132,6 +132,8 @@ class ResNet(Backbone):
     :class:`~blockzoo.models.base.PerBlock` function (see :mod:`blockzoo.models.base`).
     """
 
+    _feature_path = ("stem.*", "layers.*")
+
     def __init__(self, block: type[nn.Module], layers: tuple[int, ...], widths: tuple[int, ...], *, num_classes: int,
                  in_chans: int = 3, stem: str = "imagenet", stem_width: int = 64, shortcut: str = "B",
                  img_size: int | tuple[int, int] | None = None, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
@@ -153,6 +155,7 @@ class ResNet(Backbone):
                                       make_act(act))
         else:
             raise ConfigError(f"{model_name}: stem must be 'imagenet' or 'small'/'cifar', got {stem!r}")
+        self.add_feature("stem.2", stem_width, reduction=2 if stem == "imagenet" else 1)  # the stem's act (timm)
         in_planes, stages = stem_width, []
         extra = dict(groups=groups, base_width=base_width) if block is Bottleneck else {}
         dpr = iter(drop_path_schedule(layers, drop_path_rate))  # stochastic depth, linear over the blocks
@@ -172,9 +175,7 @@ class ResNet(Backbone):
                 feat = out_size(feat, stride)
                 in_planes = w * block.expansion
             stages.append(nn.Sequential(*blocks))
+            self.add_feature(f"layers.{i}", in_planes)
         self.layers = nn.Sequential(*stages)
         self.init_head(in_planes, num_classes, head, drop_rate, feat_size=feat)
         init_weights(self, zero_init_last=zero_init_last)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
