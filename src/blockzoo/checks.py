@@ -19,8 +19,9 @@ __all__ = ["tracing", "check_int", "check_positive", "check_choice", "check_odd"
 
 
 def tracing() -> bool:
-    """True while torch.fx symbolic tracing or torch.compile/torch.export is running (shapes are symbolic)."""
-    if torch.compiler.is_compiling():
+    """True while torch.fx symbolic tracing, torch.compile / torch.export or the TorchScript tracer (the ONNX
+    exporter's) is running (shapes are symbolic)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return True
     from torch.fx import _symbolic_trace as fx
     probe = getattr(fx, "is_fx_symbolic_tracing", None) or getattr(fx, "is_fx_tracing", None)

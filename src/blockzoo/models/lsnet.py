@@ -78,6 +78,7 @@ from blockzoo.blocks.common.conv_bn import ConvBN
 from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
 from blockzoo.blocks.common.layers import make_act, make_divisible
 from blockzoo.blocks.common.metaformer import MetaFormerStage
+from blockzoo.checks import tracing
 from blockzoo.deploy.reparam import fuse_bn_linear
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
@@ -155,20 +156,24 @@ class LSNetAttention(nn.Module):
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, rh * rw))
         self.register_buffer("attention_bias_idxs", self._bias_idxs(rh, rw), persistent=True)
 
-    def _bias_idxs(self, h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
+    def _bias_idxs(self, h: int, w: int) -> torch.Tensor:
         """(h*w, h*w) indices into the bias table: ``|dy| * R_w + |dx|`` (the official offsets order)."""
         rw = self.resolution[1]  # type: ignore[index]
-        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         ys, xs = ys.flatten(), xs.flatten()
         return (ys[:, None] - ys[None, :]).abs() * rw + (xs[:, None] - xs[None, :]).abs()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         rh, rw = self.resolution  # type: ignore[misc]
-        if h > rh or w > rw:
+        if tracing():  # a graph keeps the size limit as a runtime assertion (no Python branch on its shapes)
+            torch._assert(h <= rh, f"LSNet attention was built for feature maps up to {rh}x{rw}")
+            torch._assert(w <= rw, f"LSNet attention was built for feature maps up to {rh}x{rw}")
+        elif h > rh or w > rw:
             raise InputShapeError(f"LSNet attention was built for feature maps up to {rh}x{rw} (its relative-position "
                                   f"bias table), got {h}x{w}; build the model with a larger img_size= (the input size)")
-        idxs = self.attention_bias_idxs if (h, w) == (rh, rw) else self._bias_idxs(h, w, x.device)
+        pos = (torch.arange(h, device=x.device)[:, None] * rw + torch.arange(w, device=x.device)).flatten()
+        idxs = self.attention_bias_idxs[pos][:, pos]  # the h x w top-left positions of the table's R x R grid
         n = h * w
         q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
         q = self.dw(q)

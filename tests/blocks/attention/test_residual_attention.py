@@ -167,3 +167,18 @@ def test_preact_unit_projection_uses_preactivated_input():
     expected = torch.stack([pre[:, 0], pre[:, 1], pre[:, 0] + pre[:, 1], -pre[:, 0] + 2 * pre[:, 1]], 1)
     assert torch.allclose(u(x), expected)
     assert u(x).shape == (1, 4, 3, 2)
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_resize_to_the_same_size_is_the_identity_and_the_module_traces(align_corners):
+    """The mask resizes without a branch on the sizes; where they agree (here every level of a 2x2 input pools to
+    1x1) the resize is exactly the identity, and the torch.fx graph gives eager's numbers at other sizes too."""
+    mb = SoftMaskBranch(8, downsamples=3, align_corners=align_corners).eval()
+    x = torch.randn(2, 8, 1, 1)
+    assert torch.equal(mb._resize(x, x), x)
+    m = ResidualAttentionModule(8, downsamples=3, align_corners=align_corners).eval()
+    randomize_norms(m)
+    gm = torch.fx.symbolic_trace(m)
+    for size in [(2, 2), (13, 9)]:
+        x = torch.randn(2, 8, *size)
+        assert torch.equal(gm(x), m(x))

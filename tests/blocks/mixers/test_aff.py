@@ -134,3 +134,15 @@ def test_aff_mac_convention():
         return c * s * s * math.ceil(math.log2(s * s)) + c * s * sf * math.ceil(math.log2(s * sf))
     fft = sum(n * fft_macs(cc, s) for n, cc, s in ((2, 64, 8), (4, 104, 4), (3, 144, 2)))
     assert r.macs_by_op["aten._fft_r2c"] + r.macs_by_op["aten._fft_c2r"] == fft
+
+
+def test_aff_traces_and_exports(tmp_path):
+    """torch.fx traces the mixer (same numbers as eager); the ONNX graph (real-arithmetic DFTs, ONNX has no complex
+    type) runs in onnxruntime with eager's numbers on a non-square map and a second batch size."""
+    m = AFFMixer(16).eval()
+    x = torch.randn(2, 16, 7, 6)
+    assert torch.equal(torch.fx.symbolic_trace(m)(x), m(x))
+    pytest.importorskip("onnxruntime")
+    from blockzoo.deploy import export_model
+    res = export_model(m, tmp_path / "aff.onnx", example=x)
+    assert res["ok"], res

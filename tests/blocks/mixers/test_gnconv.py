@@ -159,3 +159,16 @@ def test_gf_filter_size_handling():
         assert torch.isfinite(m(x).float()).all()
     with pytest.raises(IncompatibleBlockError, match="even"):
         create_block("gnconv", 40, order=5, filter="gf")              # sum(dims) = 77
+
+
+@pytest.mark.parametrize("filt", ["7x7", "gf"])
+def test_gnconv_traces_and_exports(filt, tmp_path):
+    """torch.fx traces every order (the split is indexed, not iterated) and the global filter at a size other than
+    its stored one (the resize has no branch on the size); ONNX (real-arithmetic DFTs for 'gf') matches eager."""
+    m = GnConv(32, order=4, filter=filt, h=6, w=4).eval()
+    x = torch.randn(2, 32, 8, 8)   # half spectrum 8 x 5, stored filter 6 x 4: resized
+    assert torch.equal(torch.fx.symbolic_trace(m)(x), m(x))
+    pytest.importorskip("onnxruntime")
+    from blockzoo.deploy import export_model
+    res = export_model(m, tmp_path / "gnconv.onnx", example=x)
+    assert res["ok"], res

@@ -133,3 +133,18 @@ def test_lsconv_channel_check():
     with pytest.raises(IncompatibleBlockError, match="divisible by groups=8"):
         create_block("ls_conv", 36)
     assert create_block("ls_conv", 36, groups=4)(torch.randn(1, 36, 4, 4)).shape == (1, 36, 4, 4)
+
+
+def test_lsconv_traces_and_exports(tmp_path):
+    """torch.fx keeps ska as one call (its size checks and in-place accumulation are not traced) and gives eager's
+    numbers; ONNX export runs the same forward without the autograd.Function and matches in onnxruntime."""
+    m = LSConv(16).eval()
+    _randomize_bn(m)
+    x = torch.randn(2, 16, 7, 5)
+    gm = torch.fx.symbolic_trace(m)
+    assert [n.target for n in gm.graph.nodes if n.op == "call_function"].count(ska) == 1
+    assert torch.equal(gm(x), m(x))
+    pytest.importorskip("onnxruntime")
+    from blockzoo.deploy import export_model
+    res = export_model(m, tmp_path / "ls_conv.onnx", example=x)
+    assert res["ok"], res

@@ -214,3 +214,21 @@ def test_official_init():
     w = m.h_conv.conv.weight                         # groups 128: fan_out = 9 * 128 / 128 = 9
     assert abs(w.std().item() / math.sqrt(2 / 9) - 1) < 0.1
     assert torch.all(m.proj_in.bias == 0) and torch.all(m.h_conv.norm.weight == 1)
+
+
+def test_real_form_of_the_pair_multiply_and_onnx_export(tmp_path):
+    """The real-arithmetic form (what ONNX export runs: ONNX has no complex type) equals the complex product, and the
+    exported CMixer runs in onnxruntime with eager's numbers."""
+    m = PairComplexMul(6)
+    x = torch.randn(2, 12, 5, 3)
+    torch.testing.assert_close(m.real_product(x), m(x), rtol=1e-6, atol=1e-6)
+    pytest.importorskip("onnxruntime")
+    from blockzoo.deploy import export_model
+    res = export_model(CMixer(8).eval(), tmp_path / "cmixer.onnx", example=torch.randn(2, 8, 6, 5))
+    assert res["ok"], res
+
+
+def test_cmixer_fx_trace():
+    m = CMixer(8).eval()
+    x = torch.randn(2, 8, 6, 5)
+    assert torch.equal(torch.fx.symbolic_trace(m)(x), m(x))

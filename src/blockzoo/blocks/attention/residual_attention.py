@@ -108,8 +108,8 @@ class SoftMaskBranch(nn.Module):
         return self.out[-1]
 
     def _resize(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] == like.shape[-2:]:
-            return x
+        """``x`` bilinearly resized to ``like``'s size: the identity where the sizes already agree, so no branch on
+        the shapes is needed (the module traces and exports with dynamic sizes)."""
         return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=self.align_corners)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,8 @@ computed from ``X``, the kernel is input-dependent: a dynamic depthwise global c
 Official details kept (and where we had to choose)
 -------------------------------------------------
 - FFTs run in float32 with autocast disabled (official ``@autocast(enabled=False)`` + ``x.float()``); the result is
-  cast back to the input dtype, so bf16 autocast works.
+  cast back to the input dtype, so bf16 autocast works. In an ONNX export (no complex type) the same transforms and
+  mask run in real arithmetic (:func:`blockzoo.blocks.common.spectral.spectral_filter`).
 - Mask weights and biases are initialised ``0.02 * randn`` (official ``scale = 0.02``); :meth:`AFFMixer.init_weights`
   re-applies it after a backbone's generic init.
 - ``hidden_ratio`` (official ``hidden_size_factor`` = 1): width of the mask MLP per group.
@@ -54,6 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo.blocks.common.layers import make_act
+from blockzoo.blocks.common.spectral import autocast_off, spectral_filter
 from blockzoo.checks import check_input, check_int, check_positive
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.papers import AFFNET
@@ -141,28 +143,26 @@ class AFFMixer(nn.Module):
                  + b[1][None, :, :, None, None])
         return out_r, out_i
 
-    def mask(self, xf: torch.Tensor) -> torch.Tensor:
-        """The frequency mask ``M`` (complex, same shape as ``xf``) generated from the spectrum ``xf`` (N, C, H, W')."""
-        n, c, h, wf = xf.shape
+    def mask_parts(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts of the frequency mask ``M`` generated from the spectrum ``re + i im``
+        (N, C, H, W'), in real arithmetic."""
+        n, c, h, wf = re.shape
         g, cg = self.num_groups, self.group_size
-        re = xf.real.reshape(n, g, cg, h, wf)
-        im = xf.imag.reshape(n, g, cg, h, wf)
-        r1, i1 = self._complex_group_linear(re, im, self.w1, self.b1)
+        r1, i1 = self._complex_group_linear(re.reshape(n, g, cg, h, wf), im.reshape(n, g, cg, h, wf), self.w1, self.b1)
         r1, i1 = self.act_r(r1), self.act_i(i1)
         r2, i2 = self._complex_group_linear(r1, i1, self.w2, self.b2)
-        m = torch.stack((r2, i2), dim=-1)
         if self.sparsity_threshold > 0:
-            m = F.softshrink(m, self.sparsity_threshold)
-        return torch.view_as_complex(m.contiguous()).reshape(n, c, h, wf)
+            r2, i2 = F.softshrink(r2, self.sparsity_threshold), F.softshrink(i2, self.sparsity_threshold)
+        return r2.reshape(n, c, h, wf), i2.reshape(n, c, h, wf)
+
+    def mask(self, xf: torch.Tensor) -> torch.Tensor:
+        """The frequency mask ``M`` (complex, same shape as ``xf``) generated from the spectrum ``xf`` (N, C, H, W')."""
+        return torch.complex(*self.mask_parts(xf.real, xf.imag))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, "aff", channels=self.channels)
-        dtype = x.dtype
-        h, w = x.shape[-2:]
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            xf = torch.fft.rfft2(x.float(), dim=(2, 3), norm="ortho")
-            y = torch.fft.irfft2(xf * self.mask(xf), s=(h, w), dim=(2, 3), norm="ortho")
-        y = y.to(dtype)
+        with autocast_off(x):
+            y = spectral_filter(x.float(), self.mask_parts).to(x.dtype)   # real arithmetic in ONNX export
         return x + y if self.skip else y
 
     def spatial_kernel(self, x: torch.Tensor) -> torch.Tensor:

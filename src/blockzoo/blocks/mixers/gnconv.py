@@ -65,6 +65,7 @@ import torch.nn.functional as F
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import LayerNorm2d
+from blockzoo.blocks.common.spectral import spectral_filter
 from blockzoo.checks import check_choice, check_int
 from blockzoo.registry import Claim, IncompatibleBlockError, Requires, register_block
 
@@ -87,7 +88,8 @@ def gnconv_dims(channels: int, order: int) -> list[int]:
 
 
 class GlobalLocalFilter(nn.Module):
-    """HorNet's global-local filter: LN -> (3x3 depthwise | learnable rFFT-domain filter) interleaved -> LN."""
+    """HorNet's global-local filter: LN -> (3x3 depthwise | learnable rFFT-domain filter) interleaved -> LN (the
+    global half through :func:`~blockzoo.blocks.common.spectral.spectral_filter`: real arithmetic in ONNX export)."""
 
     def __init__(self, channels: int, h: int = 14, w: int = 8, eps: float = 1e-6):
         super().__init__()
@@ -111,23 +113,24 @@ class GlobalLocalFilter(nn.Module):
     def filter_size(self) -> tuple[int, int]:
         return int(self.complex_weight.shape[1]), int(self.complex_weight.shape[2])
 
+    def spectral_weight_parts(self, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts (C/2, *size) of the filter for a half spectrum of ``size``: the stored weight
+        resized bilinearly (``align_corners=True``) as in the official code; at the stored size that resize is the
+        identity, so the weight is used as is (no branch on the size: the module traces and exports)."""
+        weight = F.interpolate(self.complex_weight.permute(3, 0, 1, 2), size=size, mode="bilinear",
+                               align_corners=True).float()
+        return weight[0], weight[1]
+
     def spectral_weight(self, size: tuple[int, int]) -> torch.Tensor:
-        """The complex filter ``(C/2, *size)`` for a half spectrum of ``size``: the stored weight if it already has
-        that size, else the weight resized bilinearly (``align_corners=True``) as in the official code."""
-        weight = self.complex_weight
-        if tuple(size) != self.filter_size:
-            weight = F.interpolate(weight.permute(3, 0, 1, 2), size=tuple(size), mode="bilinear",
-                                   align_corners=True).permute(1, 2, 3, 0)
-        return torch.view_as_complex(weight.float().contiguous())
+        """The complex filter ``(C/2, *size)`` for a half spectrum of ``size`` (:meth:`spectral_weight_parts`)."""
+        return torch.complex(*self.spectral_weight_parts(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre_norm(x)
         x1, x2 = x.chunk(2, dim=1)
         x1 = self.dw(x1)
         b, c, h, w = x2.shape
-        spec = torch.fft.rfft2(x2.float(), dim=(2, 3), norm="ortho")
-        spec = spec * self.spectral_weight(spec.shape[-2:])
-        x2 = torch.fft.irfft2(spec, s=(h, w), dim=(2, 3), norm="ortho").to(x1.dtype)
+        x2 = spectral_filter(x2.float(), lambda re, im: self.spectral_weight_parts(re.shape[-2:])).to(x1.dtype)
         x = torch.stack((x1, x2), dim=2).reshape(b, 2 * c, h, w)     # interleave: local_0, global_0, local_1, ...
         return self.post_norm(x)
 
@@ -158,8 +161,8 @@ class GnConv(nn.Module):
         p, q = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
         qs = torch.split(self.dwconv(q) * self.scale, self.dims, dim=1)
         p = p * qs[0]
-        for pw, qk in zip(self.pws, qs[1:]):
-            p = pw(p) * qk
+        for k, pw in enumerate(self.pws, 1):  # index qs (not zip over it): torch.fx traces the split as one value
+            p = pw(p) * qs[k]
         return self.proj_out(p)
 
     def extra_repr(self) -> str:

@@ -79,22 +79,27 @@ def _grouped(t: torch.Tensor, wc: int) -> tuple[torch.Tensor, int]:
     return t.reshape((t.shape[0], g, wc) + tuple(t.shape[2:])), g
 
 
+def _ska_forward(x: torch.Tensor, w: torch.Tensor, ks: int) -> torch.Tensor:
+    """SKA's forward by shifted slices accumulated in place (no unfold buffer, no repeated weights)."""
+    n, c, h, wd = x.shape
+    wc, p = w.shape[1], ks // 2
+    xg, g = _grouped(F.pad(x, (p, p, p, p)), wc)          # (N, G, wc, H + 2p, W + 2p)
+    wg = w.unsqueeze(1)                                    # (N, 1, wc, k*k, H, W)
+    out = torch.mul(xg[..., :h, :wd], wg[:, :, :, 0])      # (N, G, wc, H, W)
+    for t in range(1, ks * ks):
+        kh, kw = divmod(t, ks)
+        out.addcmul_(xg[..., kh:kh + h, kw:kw + wd], wg[:, :, :, t])
+    return out.reshape(n, g * wc, h, wd)[:, :c] if g * wc != c else out.reshape(n, c, h, wd)
+
+
 class _SKAFunction(torch.autograd.Function):
     """Shifted-slice SKA with a hand-written backward (no unfold buffer, no repeated weights)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, ks: int) -> torch.Tensor:  # type: ignore[override]
-        n, c, h, wd = x.shape
-        wc, p = w.shape[1], ks // 2
-        xg, g = _grouped(F.pad(x, (p, p, p, p)), wc)          # (N, G, wc, H + 2p, W + 2p)
-        wg = w.unsqueeze(1)                                    # (N, 1, wc, k*k, H, W)
-        out = torch.mul(xg[..., :h, :wd], wg[:, :, :, 0])      # (N, G, wc, H, W)
-        for t in range(1, ks * ks):
-            kh, kw = divmod(t, ks)
-            out.addcmul_(xg[..., kh:kh + h, kw:kw + wd], wg[:, :, :, t])
         ctx.save_for_backward(x, w)
         ctx.ks = ks
-        return out.reshape(n, g * wc, h, wd)[:, :c] if g * wc != c else out.reshape(n, c, h, wd)
+        return _ska_forward(x, w, ks)
 
     @staticmethod
     def backward(ctx, go: torch.Tensor):  # type: ignore[override]
@@ -131,7 +136,12 @@ def ska(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """
     ks = _check_ska_args(x, w)
     dtype = torch.promote_types(x.dtype, w.dtype)
+    if torch.onnx.is_in_onnx_export():  # the exporter cannot trace into an autograd.Function; no backward there
+        return _ska_forward(x.to(dtype), w.to(dtype), ks)
     return _SKAFunction.apply(x.to(dtype), w.to(dtype), ks)
+
+
+torch.fx.wrap("ska")  # one call in an fx graph: its size checks and in-place accumulation are not symbolically traced
 
 
 def ska_unfold(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ import torch.nn as nn
 
 from blockzoo.blocks.attention.se import SqueezeExcite
 from blockzoo.blocks.common.layers import ConvNormAct, make_act
+from blockzoo.blocks.common.spectral import autocast_off
 from blockzoo.checks import check_input, check_int
 from blockzoo.errors import ConfigError
 from blockzoo.papers import SPARTAN
@@ -132,19 +133,32 @@ class SMixer(nn.Module):
 class PairComplexMul(nn.Module):
     """Multiply channel pairs ``(2i, 2i+1)`` of an NCHW tensor, read as complex numbers ``x[2i] + i x[2i+1]``, by one
     learnable complex weight per pair (``weight[i] = (re, im)``, init ``randn``). Always computed in float32 with
-    autocast disabled (``torch.view_as_complex``); the result is returned in the input's dtype."""
+    autocast disabled (``torch.view_as_complex``); the result is returned in the input's dtype. While exporting to
+    ONNX (no complex type) the same product runs in real arithmetic, ``(a + ib)(c + id) = (ac - bd) + i(ad + bc)``
+    (:meth:`real_product`, equal to float32 rounding; the complex form is faster in eager)."""
 
     def __init__(self, pairs: int):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(pairs, 2))
 
+    def real_product(self, x: torch.Tensor) -> torch.Tensor:
+        """The pair product of a float32 NCHW ``x`` in real arithmetic."""
+        z = x.unflatten(1, (-1, 2))                                 # (N, C/2, 2, H, W): pairs (a, b)
+        w = self.weight.float()
+        c = w[:, :1, None, None]                                    # (C/2, 1, 1, 1)
+        d = (w[:, 1:] * w.new_tensor([-1.0, 1.0]))[:, :, None, None]   # (C/2, 2, 1, 1): (-d, d)
+        return (z * c + z.flip(2) * d).flatten(1, 2)                # (ac - bd, bc + ad)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, "PairComplexMul", channels=2 * self.weight.shape[0])
         n, c, h, w = x.shape
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            z = x.float().reshape(n, c // 2, 2, h, w).movedim(2, -1).contiguous()
-            z = torch.view_as_complex(z) * torch.view_as_complex(self.weight.float())[:, None, None]
-            y = torch.view_as_real(z).movedim(-1, 2).reshape(n, c, h, w)
+        with autocast_off(x):
+            if torch.onnx.is_in_onnx_export():
+                y = self.real_product(x.float())
+            else:
+                z = x.float().reshape(n, c // 2, 2, h, w).movedim(2, -1).contiguous()
+                z = torch.view_as_complex(z) * torch.view_as_complex(self.weight.float())[:, None, None]
+                y = torch.view_as_real(z).movedim(-1, 2).reshape(n, c, h, w)
         return y.to(x.dtype)
 
     def init_weights(self) -> None:
