@@ -184,6 +184,10 @@ def test_pretrained_cfg(name):
     if spec.paper:
         assert spec.paper.title in cfg["paper"]
     assert ("mean" in cfg) == (spec.num_classes == 1000 and spec.input_size[1] >= 128)
+    from blockzoo.weights import TIMM_MODELS
+    timm = TIMM_MODELS.get(name)
+    assert cfg.get("timm_model") == (timm.name if timm else None)
+    assert cfg.get("hf_hub_id") == (timm.hub_id if timm else None)
     m.pretrained_cfg = {**cfg, "crop_pct": 0.9}
     assert m.pretrained_cfg["crop_pct"] == 0.9
 

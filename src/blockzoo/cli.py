@@ -1,4 +1,4 @@
-"""The ``blockzoo`` command line: list | info | profile | train | compare | data | docs | claims.
+"""The ``blockzoo`` command line: list | info | profile | train | compare | plot | eval | export | data | docs | claims.
 
 Every command has ``--help``; ``list``, ``info`` and ``profile`` take ``--json``; ``python -m blockzoo`` is the same
 command. A failure prints one line on stderr that names the problem and the fix (a traceback only with
@@ -10,8 +10,8 @@ command. A failure prints one line on stderr that names the problem and the fix 
   device that is not there, a file that cannot be read or written, out of memory (the line names the input and
   batch size to lower).
 * ``1``: an internal error (``internal error: <type>: <message>``: anything else; please report it), a training
-  loss that became NaN/inf (``NonFiniteLossError``: a result of training, not a bad input), and ``docs --check``
-  finding the catalogue out of date.
+  loss that became NaN/inf (``NonFiniteLossError``: a result of training, not a bad input), an ``export`` whose file
+  does not match the eager model, and ``docs --check`` finding the catalogue out of date.
 * ``130``: interrupted (Ctrl-C); ``train`` and ``compare`` print the exact command that continues.
 
 User strings (names, patterns, paths) are escaped before ``rich`` renders them.
@@ -40,6 +40,9 @@ EPILOG = """examples:
   blockzoo profile eca --channels 256 --input 256,14,14
   blockzoo train resnet20 --data fashion-mnist --epochs 10 --set attn=eca
   blockzoo compare resnet20 --vary attn=none,se,eca --data fashion-mnist --epochs 3 --seeds 3
+  blockzoo plot runs/resnet20-fashion-mnist-seed0 --out curves.png
+  blockzoo eval runs/resnet20-fashion-mnist-seed0/best.safetensors --data fashion-mnist
+  blockzoo export runs/resnet20-fashion-mnist-seed0/best.safetensors --format onnx
   blockzoo data fetch fashion-mnist
 
 exit status: 0 ok, 2 user error (bad input: one `error:` line naming the fix), 1 internal error or NaN loss,
@@ -170,20 +173,20 @@ def _check_writable(path: str, flag: str = "--out") -> None:
                           f"choose a folder you can write to") from None
 
 
-def _precheck_model(name: str, data: str, slots: dict[str, Any], model_args: dict[str, Any]) -> None:
+def _precheck_model(name: str, data: str, slots: dict[str, Any], model_args: dict[str, Any],
+                    img_size: int | None = None) -> None:
     """Build the model once on the meta device (no memory, no init cost) as training will build it, so that a bad
     ``--set`` / ``--model-arg`` (unknown option, bad value, incompatible block) fails before the data is loaded.
     Anything but a blockzoo error is left to the real build (a constructor may do what the meta device cannot)."""
     import torch
 
-    from blockzoo.data.registry import get_info as dataset_info
+    from blockzoo.data import dataset_shape
     from blockzoo.registry import create_model
     _refuse_reserved(model_args, {k: f"the dataset ({data})" for k in ("in_chans", "num_classes", "img_size")})
-    info = dataset_info(data)
+    num_classes, in_chans, size = dataset_shape(data, img_size)  # an image folder is decoded (and cached) here
     try:
         with torch.device("meta"):
-            create_model(name, num_classes=info.num_classes, in_chans=info.in_chans, img_size=info.image_size,
-                         **{**model_args, **slots})
+            create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=size, **{**model_args, **slots})
     except BlockzooError:
         raise
     except Exception:  # not a verdict on the options: the real build reports it
@@ -370,7 +373,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
 #: TrainConfig fields without a generated flag: the positional model, --set, --model-arg and --out stand for them.
 _SKIP_FLAGS = {"model", "slots", "model_kwargs", "tta_thresholds", "out_dir"}
 #: ... and those compare sets per run itself (it resumes and reuses runs by their configuration).
-_COMPARE_SKIP = {"seed", "resume", "overwrite"}
+_COMPARE_SKIP = {"seed", "resume", "overwrite", "sync_bn"}
 
 
 def _train_fields(compare: bool = False) -> list[tuple[dataclasses.Field, Any]]:
@@ -408,6 +411,7 @@ def _train_kwargs(a: argparse.Namespace, *, compare: bool = False) -> dict[str, 
 def cmd_train(a: argparse.Namespace) -> int:
     from blockzoo.registry import get_model_spec
     from blockzoo.train import TrainConfig, train
+    from blockzoo.train.distributed import is_main_process
 
     get_model_spec(a.model)
     cfg = TrainConfig(model=a.model, slots=_parse_sets(a.set), model_kwargs=_parse_model_args(a.model_arg),
@@ -416,11 +420,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     _check_device(cfg.device)
     a.run_dir = resolved.out_dir
     _check_writable(a.run_dir)
-    _precheck_model(cfg.model, cfg.data, cfg.slots, cfg.model_kwargs)
+    _precheck_model(cfg.model, cfg.data, cfg.slots, cfg.model_kwargs, cfg.img_size)
     a.workload = (f"training batch size {cfg.batch_size} (eval {resolved.eval_batch_size}) on {cfg.data}",
                   "a smaller --batch-size / --eval-batch-size")
     con = _console()
     res = train(cfg, console=con)
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     con.print(f"[bold]done[/]: final test acc {100 * res['final_test_acc']:.2f}% "
               f"(best {100 * (res['best_test_acc'] or 0):.2f}%), train time {res['train_time_s']:.1f} s, "
               f"results in {_esc(a.run_dir)}")
@@ -440,12 +446,12 @@ def cmd_compare(a: argparse.Namespace) -> int:
     _check_writable(out)
     variants = expand_variants(vary)
     for v in variants:
-        _precheck_model(a.model, base.data, {**fixed, **v}, model_args)
+        _precheck_model(a.model, base.data, {**fixed, **v}, model_args, base.img_size)
     a.run_dir = out
     a.workload = (f"training batch size {base.batch_size} on {base.data}", "a smaller --batch-size")
     cfg = CompareConfig(model=a.model, vary=vary, fixed=fixed, seeds=a.seeds, out_dir=out, model_kwargs=model_args,
                         train=_train_kwargs(a, compare=True), latency_batch=a.latency_batch,
-                        command=_command(a.argv))
+                        command=_command(a.argv), **_executor_kwargs(a))
     con = _console()
     budget = (f"{a.model}: {len(a.seeds) * len(variants)} runs = variants x seeds {a.seeds}; budget: {base.epochs} "
               f"epochs on {'the full training set' if base.subset is None else f'{base.subset} training images'} "
@@ -463,7 +469,67 @@ def cmd_compare(a: argparse.Namespace) -> int:
                      [short.get(k, "ms bs1" if k.startswith("latency") else k) for k in keep],
                      [[r[k] for k in keep] for r in rows]))
     con.print(f"[bold]wrote[/] {_esc(out)}/leaderboard.md (full table and budget), leaderboard.csv, results.json, "
-              f"tradeoff.png")
+              f"tradeoff.png, report.html")
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from blockzoo.report.plot import plot_runs
+
+    _check_writable(str(Path(a.out).parent), "--out")
+    labels = plot_runs(a.runs, a.out, title=a.title)
+    _console().print(f"[bold]wrote[/] {_esc(a.out)}: training curves of {len(labels)} run(s): "
+                     f"{_esc(', '.join(labels))}")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from blockzoo.train.evaluation import evaluate_checkpoint, write_eval_report
+
+    _check_device(a.device)
+    _check_writable(a.out or str(Path(a.checkpoint).parent))
+    res = evaluate_checkpoint(a.checkpoint, a.data, data_dir=a.data_dir, batch_size=a.batch_size, device=a.device,
+                              precision=a.precision)
+    files = write_eval_report(res, a.out or Path(a.checkpoint).parent / f"eval-{Path(a.checkpoint).stem}-"
+                                                                          f"{Path(res['data']).name}")
+    if a.json:
+        _print_json(res)
+        return 0
+    con = _console()
+    con.print(_table(f"{res['model']} on {res['data']} ({res['split']}): accuracy {100 * res['acc']:.2f}% of "
+                     f"{res['n']} images, loss {res['loss']:.4f}", ["class", "images", "correct", "accuracy %"],
+                     [[c, n, res["confusion"][i][i], "n/a" if acc is None else f"{100 * acc:.2f}"]
+                      for i, (c, n, acc) in enumerate(zip(res["classes"], res["per_class_n"], res["per_class_acc"]))],
+                     key="class"))
+    con.print(f"[bold]wrote[/] {_esc(files['json'])} (with the confusion matrix), {_esc(files['png'])}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    import torch
+
+    from blockzoo.deploy.export import export_model
+    from blockzoo.train import load_model, read_metadata
+
+    model = load_model(a.checkpoint)
+    spec = read_metadata(a.checkpoint)["model_spec"]
+    out = a.out or str(Path(a.checkpoint).with_suffix(".onnx" if a.format == "onnx" else ".pt2"))
+    _check_writable(str(Path(out).parent), "--out")
+    # the input the model was trained at (the registered paper size may not fit a model built for another size)
+    example = None if spec["img_size"] is None else torch.randn(2, spec["in_chans"], *spec["img_size"])
+    res = export_model(model, out, format=a.format, example=example, dynamic=not a.static, check=not a.no_check)
+    if a.json:
+        _print_json(res)
+    elif res["ok"] is None:
+        _console().print(f"[bold]wrote[/] {_esc(res['path'])} ({_esc(res['format'])}; parity not checked)")
+    else:
+        _console().print(f"[bold]wrote[/] {_esc(res['path'])} ({_esc(res['format'])}): parity with eager "
+                         f"{'ok' if res['ok'] else 'FAILED'}, max abs diff {res['max_abs_diff']:.3g} "
+                         f"(rtol {res['rtol']:g}, atol {res['atol']:g})")
+    if res["ok"] is False:
+        print(f"error: the exported {res['format']} model does not match the eager model (max abs diff "
+              f"{res['max_abs_diff']:.3g}); please report it with the checkpoint's model", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -562,8 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N (seeds 0..N-1), a list 0,1,2 or a range LO:HI (default: 3)")
     s.add_argument("--out", default=None, help="output directory (default: runs/compare-<model>-<slots>)")
     s.add_argument("--latency-batch", type=positive, default=1, help="latency batch size (default: 1)")
+    _add_executor_flags(s, positive)
     _add_train_flags(s, compare=True)
     s.set_defaults(fn=cmd_compare)
+
+    _add_run_commands(sub, positive)
 
     s = sub.add_parser("data", help="fetch / list / bench datasets")
     data_cli.add_commands(s)
@@ -578,6 +647,60 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_claims)
     return p
+
+
+def _add_run_commands(sub: Any, positive: Any) -> None:
+    """``plot``, ``eval`` and ``export``: commands on the runs and checkpoints that ``train`` / ``compare`` wrote."""
+    from blockzoo.deploy.export import EXPORT_FORMATS
+    from blockzoo.train.config import PRECISIONS
+
+    s = sub.add_parser("plot", help="training curves (loss, accuracy, lr) of runs to a PNG")
+    s.add_argument("runs", nargs="+", metavar="RUN",
+                   help="a run folder (blockzoo train --out) or a compare folder (all its runs)")
+    s.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
+    s.add_argument("--title", default=None, help="figure title")
+    s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a checkpoint")
+    s.add_argument("checkpoint", help="a checkpoint or weights file (last.safetensors, best.safetensors)")
+    s.add_argument("--data", default=None, help="dataset to test on (default: the one the checkpoint was trained on)")
+    s.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: as for train)")
+    s.add_argument("--batch-size", type=positive, default=256, help="(default: 256)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    s.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: fp32)")
+    s.add_argument("--out", default=None, help="folder for eval.json and confusion.png (default: "
+                   "eval-<checkpoint name>-<data> beside the checkpoint)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export, checked against eager")
+    s.add_argument("checkpoint", help="a checkpoint or weights file (last.safetensors, best.safetensors)")
+    s.add_argument("--format", default="onnx", choices=EXPORT_FORMATS, help="(default: onnx)")
+    s.add_argument("--out", default=None, help="file to write (default: the checkpoint's name with .onnx / .pt2)")
+    s.add_argument("--static", action="store_true", help="fixed input shape (default: dynamic batch; torch-export "
+                   "also dynamic height and width)")
+    s.add_argument("--no-check", action="store_true", help="skip the parity check against the eager model")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(fn=cmd_export)
+
+
+def _add_executor_flags(p: argparse.ArgumentParser, positive: Any) -> None:
+    """compare's ``--executor`` / ``--ray-address`` / ``--workers`` (:mod:`blockzoo.report.executors`)."""
+    from blockzoo.report.executors import EXECUTORS
+
+    g = p.add_argument_group("where the runs train")
+    g.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="local: one run after another in this process; ray: Ray tasks (pip install 'blockzoo[ray]') "
+                        "(default: local)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: an existing Ray cluster (auto, ray://HOST:10001, ...; run folders on a "
+                        "shared file system); default: start a local Ray")
+    g.add_argument("--workers", type=positive, default=1,
+                   help="with --executor ray on a local Ray: runs at once, each with --threads threads (default: 1)")
+
+
+def _executor_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    return {"executor": a.executor, "ray_address": a.ray_address, "workers": a.workers}
 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -140,3 +141,27 @@ def test_cifar_archive_download_extracts_only_expected_files(tmp_path, monkeypat
     assert not (tmp_path / "dl" / "escaped").exists() and not (tmp_path / "dl" / "cifar10" / "escaped").exists()
     assert sorted(p.name for p in (tmp_path / "dl" / "cifar10").iterdir()) == ["cifar-10-batches-py"]
     assert len(load_dataset("cifar10", "test", data_dir=tmp_path / "dl")) == 4
+
+
+def test_own_cifar_format_files_load_with_no_verify(tmp_path):
+    import types
+
+    from blockzoo.data import load_split
+    _write_cifar10(tmp_path / "cifar-10-batches-py")
+    opts = types.SimpleNamespace(data="cifar10", data_dir=str(tmp_path), verify=False, img_size=None, subset=None,
+                                 test_subset=2, seed=0)
+    assert len(load_split(opts, "train")) == 20 and len(load_split(opts, "test")) == 2
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_split(types.SimpleNamespace(**{**vars(opts), "verify": True}), "train")
+
+
+@pytest.mark.slow
+def test_train_cli_on_own_cifar_format_files(tmp_path, capsys):
+    from blockzoo.cli import main
+    _write_cifar10(tmp_path / "cifar-10-batches-py")
+    args = ["train", "resnet20", "--data", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1", "--batch-size",
+            "10", "--test-subset", "2", "--no-progress", "--precision", "fp32", "--no-channels-last", "--log", "none",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 2 and "checksum mismatch" in capsys.readouterr().err
+    assert main([*args, "--no-verify"]) == 0
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["test_size"] == 2

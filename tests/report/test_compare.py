@@ -133,3 +133,21 @@ def test_compare_model_arg_reaches_every_variant(tmp_path, capsys):
         assert run["config"]["model_kwargs"] == {"zero_init_last": False}
     assert data["variants"][1]["params"] - data["variants"][0]["params"] == 27  # 9 ECA modules with k = 3
     assert "zero_init_last=False" in (tmp_path / "leaderboard.md").read_text()
+
+
+@pytest.mark.usefixtures("no_profiling")
+def test_compare_on_an_image_folder_with_a_test_subset(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # the decoded-folder cache stays in the test
+    from blockzoo.data import load_dataset, save_image_folder
+    kw = dict(num_classes=3, image_size=8, channels=3)
+    root = save_image_folder(tmp_path / "imgs", load_dataset("synthetic", "train", n=48, **kw),
+                             load_dataset("synthetic", "test", n=12, **kw))
+    out = tmp_path / "cmp"
+    assert main(["compare", "resnet20", "--vary", "attn=eca", "--data", str(root), "--test-subset", "6",
+                 "--epochs", "1", "--batch-size", "16", "--seeds", "1", "--no-progress", "--precision", "fp32",
+                 "--no-channels-last", "--threads", "1", "--log", "none", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert (res["data"], res["train_images"], res["test_images"], res["image_size"]) == (str(root), 48, 6, [8, 8])
+    assert res["budget"]["test_subset"] == 6 and len(res["variants"]) == 1
+    assert "on 48 training images (full set), test on 6 images, 8x8 px" in (out / "leaderboard.md").read_text()

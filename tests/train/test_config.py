@@ -24,3 +24,20 @@ def test_config_defaults_and_validation():
             TrainConfig(**bad).resolved()
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_data_and_augmentation_options(tmp_path):
+    r = TrainConfig().resolved()
+    assert (r.test_subset, r.img_size, r.verify, r.aa, r.reprob, r.mixup, r.cutmix) == (None, None, True, None, 0, 0, 0)
+    TrainConfig(aa="rand-m9-n2", reprob=0.25, mixup=0.8, cutmix=1.0, test_subset=10).validate()
+    TrainConfig(data=str(tmp_path), img_size=32).validate()
+    for bad, match in [(dict(aa="rand-m12"), "--aa"), (dict(aa="autoaugment"), "--aa"), (dict(reprob=1.5), "--reprob"),
+                       (dict(mixup=-0.1), "--mixup"), (dict(cutmix=float("inf")), "--cutmix"),
+                       (dict(test_subset=0), "--test-subset"), (dict(img_size=0), "--img-size"),
+                       (dict(reprob=True), "--reprob"), (dict(data="cifar10", img_size=64), "image folders only")]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad).validate()
+    # the default run folder names an image folder by its name, not by its path
+    (tmp_path / "my images" / "train").mkdir(parents=True)
+    assert TrainConfig(data=str(tmp_path / "my images")).resolved().out_dir == "runs/resnet20-my images-seed0"
+    assert TrainConfig(data="FashionMNIST").resolved().out_dir == "runs/resnet20-fashion-mnist-seed0"

@@ -71,8 +71,8 @@ def metric_epochs(d: Path) -> list[int]:
 
 # -------------------------------------------------------------------------------------------- result config / hash
 def test_result_config_covers_exactly_the_result_changing_fields():
-    assert NON_RESULT_FIELDS == {"progress", "out_dir", "threads", "device", "data_dir", "resume", "overwrite",
-                                 "checkpoint"}
+    assert NON_RESULT_FIELDS == {"progress", "out_dir", "threads", "device", "data_dir", "verify", "resume",
+                                 "overwrite", "checkpoint", "log"}
     assert set(RESULT_FIELDS) | NON_RESULT_FIELDS == {f.name for f in dataclasses.fields(TrainConfig)}
     base = TrainConfig(model="resnet20", slots={"attn": ("eca", {"k_size": 3})},  # a tuple
                        model_kwargs={"shortcut": "B"})
@@ -80,7 +80,8 @@ def test_result_config_covers_exactly_the_result_changing_fields():
     assert len(h) == 8 and int(h, 16) >= 0
     # what does not change the result does not change the hash; resolved defaults equal their explicit values
     same = dataclasses.replace(base, threads=3, device="cpu", out_dir="elsewhere", progress=False, resume=True,
-                               checkpoint=False, data_dir="/data", lr=0.1, weight_decay=5e-4, warmup_epochs=1)
+                               checkpoint=False, data_dir="/data", lr=0.1, weight_decay=5e-4, warmup_epochs=1,
+                               verify=False)
     assert config_hash(same) == h and config_diff(base, same) == []
     # a stored config (JSON: tuples are lists) hashes like the live one; a missing field counts as its default
     stored = json.loads(json.dumps(base.resolved().to_dict()))
@@ -88,11 +89,21 @@ def test_result_config_covers_exactly_the_result_changing_fields():
     assert config_hash(stored) == h and result_config(stored) == result_config(base)
     for change in (dict(epochs=11), dict(subset=100), dict(seed=1), dict(slots={"attn": "se"}), dict(lr=0.2),
                    dict(model_kwargs={"shortcut": "A"}), dict(precision="fp32"), dict(augment=False),
-                   dict(max_train_time_s=5.0), dict(batch_size=64), dict(data="cifar10")):
+                   dict(max_train_time_s=5.0), dict(batch_size=64), dict(data="cifar10"), dict(test_subset=100),
+                   dict(data="./imgs", img_size=32), dict(aa="rand-m9-n2"), dict(reprob=0.25), dict(mixup=0.2),
+                   dict(cutmix=1.0)):
         other = dataclasses.replace(base, **change)
         assert config_hash(other) != h, change
         assert [k for k, _, _ in config_diff(base, other)] != [], change
     assert config_diff(base, dataclasses.replace(base, epochs=11)) == [("epochs", 10, 11)]
+    # a run stored before an option existed (no such field) keeps its hash once the option is added with a default
+    # that keeps the old behaviour: only fields that differ from their defaults are hashed
+    older = {k: v for k, v in stored.items() if k not in ("mixup", "cutmix", "aa", "reprob", "test_subset")}
+    assert config_hash(older) == h
+    # pinned: adding an option (with a default that keeps the old behaviour) must not move existing runs' hashes,
+    # or compare would retrain them and the trainer refuse their folders; change these only on purpose
+    assert config_hash(TrainConfig(model="resnet20")) == "c7321608"
+    assert config_hash(TrainConfig(model="resnet20", epochs=3, slots={"attn": "eca"})) == "e098311e"
 
 
 # ------------------------------------------------------------------------------------------------------ run folder
@@ -147,7 +158,7 @@ def test_run_without_checkpoint_is_reported_or_refused(tmp_path, data):
     tr, te = data
     d = tmp_path / "run"
     res = train(cfg_for(d, epochs=1, checkpoint=False), Tiny(), tr, te)
-    assert sorted(p.name for p in d.iterdir()) == ["metrics.jsonl", "result.json"]
+    assert sorted(p.name for p in d.iterdir()) == ["epochs.csv", "metrics.jsonl", "result.json", "steps.csv"]
     before = snapshot(d)
     assert train(cfg_for(d, epochs=1, checkpoint=False), Tiny(), tr, te) == res   # stored result, nothing trained
     with pytest.raises(ConfigError, match="no checkpoint to resume.*--overwrite"):
@@ -299,7 +310,7 @@ def test_train_metrics_result_and_exact_resume(tmp_path, data_256):
     assert result["threads"] == 1 and result["device"] == "cpu" and result["torch_version"] == torch.__version__
     assert result["precision"] == "bfloat16 autocast" and result["config"]["lr"] == 0.1
     assert {p.name for p in a_dir.iterdir()} == {"metrics.jsonl", "result.json", "last.safetensors",
-                                                  "best.safetensors"}
+                                                  "best.safetensors", "steps.csv", "epochs.csv"}
     best = TinyBN()
     assert read_metadata(a_dir / "best.safetensors")["epoch"] == result["best_epoch"]
     load_weights(a_dir / "best.safetensors", best)
@@ -395,3 +406,55 @@ def test_unknown_dataset_fails_before_creating_the_run_dir(tmp_path):
     with pytest.raises(DataError):
         train(seeded_cfg_for(tmp_path / "x", data="no-such-dataset"), TinyBN())
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------- your own data and augmentation
+@pytest.fixture
+def image_folder(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # the decoded-folder cache stays in the test
+    from blockzoo.data import load_dataset, save_image_folder
+    kw = dict(num_classes=3, image_size=8, channels=3, noise=0.1, max_shift=1)
+    return save_image_folder(tmp_path / "imgs", load_dataset("synthetic", "train", n=48, **kw),
+                             load_dataset("synthetic", "test", n=12, **kw))
+
+
+def test_train_on_an_image_folder(image_folder, tmp_path):
+    cfg = TrainConfig(model="resnet20", data=str(image_folder), epochs=1, batch_size=16, test_subset=6,
+                      progress=False, out_dir=str(tmp_path / "run"), threads=1, device="cpu", precision="fp32",
+                      channels_last=False, log="none")
+    res = train(cfg)
+    assert (res["train_size"], res["test_size"], res["steps"]) == (48, 6, 3)
+    assert res["dataset"] == "imgs" and 0 <= res["final_test_acc"] <= 1
+    model = blockzoo.load_model(tmp_path / "run" / "best.safetensors")
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 3)        # the spec carries the folder's classes and size
+
+
+def test_mixup_cutmix_erasing_randaugment_train_with_soft_targets(image_folder, tmp_path):
+    pytest.importorskip("kornia")
+    from blockzoo.data import load_dataset
+    tr, te = (load_dataset(str(image_folder), s) for s in ("train", "test"))
+    seen = []
+
+    class Spy(TinyBN):
+        def forward(self, x):
+            seen.append(x.shape)
+            return super().forward(x)
+
+    cfg = cfg_for(tmp_path / "aug", epochs=1, batch_size=16, aa="rand-m9-n2", reprob=0.25, mixup=0.2, cutmix=1.0,
+                  log="none")
+    torch.manual_seed(0)
+    res = train(cfg, model=Spy(in_chans=3, num_classes=3), train_set=tr, test_set=te)
+    assert math.isfinite(res["final_train_loss"]) and 0 <= res["final_train_acc"] <= 1 and res["steps"] == 3
+    assert seen[:3] == [(16, 3, 8, 8)] * 3
+    torch.manual_seed(0)
+    again = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "aug2")), model=Spy(in_chans=3, num_classes=3),
+                  train_set=tr, test_set=te)
+    assert again["final_train_loss"] == res["final_train_loss"]  # deterministic under the seed
+
+
+def test_hard_labels_of_soft_targets():
+    from blockzoo.train.trainer import _hard_labels
+    y = torch.tensor([2, 0])
+    assert torch.equal(_hard_labels(y), y)
+    assert torch.equal(_hard_labels(torch.tensor([[0.2, 0.0, 0.8], [0.6, 0.4, 0.0]])), y)

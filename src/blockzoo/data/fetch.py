@@ -36,8 +36,8 @@ from .core import FETCH_CMD, DataError, DatasetInfo, FileSpec
 from .idx import find_idx_file
 from .registry import get_info
 
-__all__ = ["ENV_VAR", "cache_dir", "candidate_dirs", "find_data_dir", "default_data_dir", "ensure_dataset",
-           "verify_dataset", "download_target"]
+__all__ = ["ENV_VAR", "cache_root", "cache_dir", "candidate_dirs", "find_data_dir", "default_data_dir",
+           "ensure_dataset", "verify_dataset", "download_target"]
 
 ENV_VAR = "BLOCKZOO_DATA"
 DOWNLOAD_TIMEOUT_S = 20.0
@@ -62,10 +62,15 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 # ---------------------------------------------------------------------------------------------------------- locations
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/blockzoo`` (default ``~/.cache/blockzoo``): blockzoo's cache of downloads and decoded data."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "blockzoo"
+
+
 def cache_dir(name: str) -> Path:
     """``$XDG_CACHE_HOME/blockzoo/<name>`` (default ``~/.cache/blockzoo/<name>``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "blockzoo" / get_info(name).name
+    return cache_root() / get_info(name).name
 
 
 def _roots(info: DatasetInfo, data_dir: str | Path | None) -> list[Path]:

@@ -6,6 +6,11 @@ Determinism: every pass over the data draws its permutation and augmentation par
 so an uninterrupted run sees epochs 0, 1, 2, ... and a run resumed with ``set_epoch(e)`` sees exactly the batches the
 uninterrupted run saw at epoch ``e`` (whether or not the trainer calls ``set_epoch`` every epoch). Random numbers are
 always drawn on the CPU, so the batches do not depend on ``device``.
+
+Sharding (``shard=(rank, world_size)``, used by distributed training): every process draws and augments the same
+global batch of ``batch_size`` images and yields its slice ``[rank * k, (rank + 1) * k)``, ``k = batch_size /
+world_size`` (a short last batch leaves the last processes fewer images, possibly none), so the processes' slices are
+disjoint and together give exactly the batches of the unsharded loader, whatever the world size.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .augment import random_crop_flip
+from .augment import BatchAugment, random_crop_flip
 from .core import DataError, Dataset
 
 __all__ = ["Loader", "epoch_seed", "default_crop_padding"]
@@ -44,13 +49,20 @@ class Loader:
       0 disables the crop) and, if ``flip``, a horizontal flip with probability 1/2.
     * ``flip``: only honoured when the dataset allows it (``ds.flip_ok``; False for MNIST digits, where a flip can
       change the class). ``force_flip=True`` flips regardless.
+    * ``aa`` (RandAugment ``rand-m9-n2``), ``reprob`` (random erasing), ``mixup`` / ``cutmix`` (alphas): the
+      augmentations of :class:`~blockzoo.data.augment.BatchAugment`, applied to every batch when set (give them to
+      the training loader only), after crop + flip and before sharding; with ``mixup`` / ``cutmix`` ``y`` is a float
+      B x num_classes soft target.
     * ``seed`` / :meth:`set_epoch`: see the module docstring.
+    * ``shard``: yield only this process's slice of every batch (module docstring); ``len()`` stays the number of
+      global batches.
     """
 
     def __init__(self, ds: Dataset, batch_size: int, *, train: bool, augment: bool | None = None,
                  crop_padding: int | None = None, flip: bool = True, drop_last: bool | None = None, seed: int = 0,
                  device: str | torch.device = "cpu", channels_last: bool = False, dtype: torch.dtype = torch.float32,
-                 shuffle: bool | None = None, force_flip: bool = False) -> None:
+                 shuffle: bool | None = None, force_flip: bool = False, shard: tuple[int, int] = (0, 1),
+                 aa: str | None = None, reprob: float = 0.0, mixup: float = 0.0, cutmix: float = 0.0) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(f"Loader: batch_size must be a positive int, got {batch_size!r}")
         if not dtype.is_floating_point:
@@ -70,6 +82,13 @@ class Loader:
         self.channels_last = bool(channels_last)
         self.dtype = dtype
         self._epoch = 0
+        self.batch_aug = (BatchAugment(ds.num_classes, aa=aa, reprob=reprob, mixup=mixup, cutmix=cutmix)
+                          if aa is not None or reprob > 0 or mixup > 0 or cutmix > 0 else None)
+        rank, world = shard
+        if not 0 <= rank < world or batch_size % world:
+            raise DataError(f"Loader: shard {shard} must be (rank, world_size) with 0 <= rank < world_size and "
+                            f"world_size dividing batch_size {batch_size}")
+        self.shard = (int(rank), int(world))
         if len(self) == 0 and len(ds) > 0:
             raise DataError(f"Loader: batch_size {batch_size} > dataset size {len(ds)} with drop_last=True gives no "
                             f"batches; lower batch_size or pass drop_last=False")
@@ -139,7 +158,17 @@ class Loader:
                 yb = labels[lo:hi]
             if do_aug:
                 xb = random_crop_flip(xb, self.crop_padding, self.flip, g)
-            yield self.normalize(xb), yb
+            if self.batch_aug is not None:  # the whole global batch, normalised: the same batches at any world size
+                xb, yb = self.batch_aug(xb, yb, g, self.normalize)
+                if self.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+            if self.shard[1] > 1:
+                k = bs // self.shard[1]
+                a, b = min(self.shard[0] * k, hi - lo), min((self.shard[0] + 1) * k, hi - lo)
+                if a == b:
+                    continue  # a short last batch leaves nothing for this process
+                xb, yb = xb[a:b], yb[a:b]
+            yield (self.normalize(xb) if self.batch_aug is None else xb), yb
 
     def __repr__(self) -> str:
         return (f"Loader({self.dataset.name}/{self.dataset.split}, n={len(self.dataset)}, "

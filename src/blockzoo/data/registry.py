@@ -139,7 +139,8 @@ def canonical_name(name: str) -> str:
     key = str(name).strip().lower().replace("_", "-")
     if key in ALIASES:
         return ALIASES[key]
-    raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset {name!r}: neither a registered dataset ({', '.join(DATASETS)}) nor an existing "
+                    f"folder; pass one of these names or the path of an image folder (DIR/train/<class>/*.png)")
 
 
 def get_info(name: str) -> DatasetInfo:

@@ -450,7 +450,9 @@ class Backbone(nn.Module):
         """timm's ``pretrained_cfg`` / ``default_cfg``: the architecture, its paper, the input size and class count it
         was built for, the input normalization of its paper setting (ImageNet's mean/std for ImageNet models; the
         small-input models are normalized by their dataset's own statistics, computed by ``blockzoo.data``), and the
-        first conv / classifier names. Keys blockzoo does not know (a published evaluation crop) are left out."""
+        first conv / classifier names; for the architectures shared with timm, timm's model name and the hub id of
+        the weights ``pretrained=True`` loads. Keys blockzoo does not know (a published evaluation crop) are left
+        out."""
         cfg = self.__dict__.get("_pretrained_cfg")
         if cfg is None:
             cfg = self.__dict__["_pretrained_cfg"] = self._default_pretrained_cfg()
@@ -464,6 +466,7 @@ class Backbone(nn.Module):
 
     def _default_pretrained_cfg(self) -> dict[str, Any]:
         from blockzoo.registry import get_model_spec, list_models
+        from blockzoo.weights.timm_map import TIMM_MODELS  # the architectures shared with timm, and their weights
 
         spec = get_model_spec(self.model_name) if self.model_name in list_models() else None
         size = tuple(spec.input_size[1:]) if spec else None
@@ -475,6 +478,11 @@ class Backbone(nn.Module):
         if spec and spec.paper:
             cfg["paper"] = f"{spec.paper.title} (arXiv:{spec.paper.arxiv})" if getattr(spec.paper, "arxiv", None) \
                 else spec.paper.title
+        timm = TIMM_MODELS.get(self.model_name)
+        if timm is not None and timm.name:
+            cfg["timm_model"] = timm.name
+            if timm.hub_id:
+                cfg["hf_hub_id"] = timm.hub_id
         first = next((n for n, m in self.named_modules() if isinstance(m, nn.Conv2d)), None)
         if first:
             cfg["first_conv"] = first

@@ -5,8 +5,9 @@ their Cartesian product). The first variant is the baseline. Every run uses the 
 and seed list, so the per-seed accuracy differences to the baseline are *paired* samples; the leaderboard reports
 their mean, std and a paired two-sided t-test p-value (small seed counts make these tests weak: read them as such).
 
-Outputs in ``out_dir``: ``leaderboard.md``, ``leaderboard.csv``, ``results.json`` and ``tradeoff.png`` (test accuracy
-vs MACs and vs latency, error bars = std over seeds), plus one run directory per variant x seed under ``runs/``
+Outputs in ``out_dir``: ``leaderboard.md``, ``leaderboard.csv``, ``results.json``, ``tradeoff.png`` (test accuracy
+vs MACs and vs latency, error bars = std over seeds) and ``report.html`` (all of it in one self-contained page, with
+the training curves: :mod:`blockzoo.report.html`), plus one run directory per variant x seed under ``runs/``
 (the trainer's metrics.jsonl, result.json and checkpoints).
 
 A run is reused only for the same result-changing configuration (:func:`blockzoo.train.result_config`: model, slot
@@ -14,7 +15,8 @@ values, model options, data, subset, epochs, recipe, seed, precision, ...): its 
 ``runs/<variant>/seed<k>-<config hash>``, so runs of another budget live beside it and are never mixed into this
 leaderboard, and ``results.json`` records the hash of every run. An interrupted compare, started again with the same
 arguments, skips finished runs and resumes the unfinished one from its last checkpoint; one with a changed budget
-trains its runs afresh.
+trains its runs afresh. Where the runs train (here, one after another, or as Ray tasks) is the executor's business
+(:mod:`blockzoo.report.executors`); the rules above and the results do not depend on it.
 """
 from __future__ import annotations
 
@@ -30,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from blockzoo.env import machine
 from blockzoo.errors import ConfigError
 from blockzoo.registry import create_model, get_model_spec, parse_slot_value
+from blockzoo.report.executors import CompareRun, make_executor
+from blockzoo.report.html import write_html_report
 from blockzoo.report.stats import mean_std, paired_ttest
 
 __all__ = ["CompareConfig", "parse_vary", "expand_variants", "variant_label", "run_compare", "write_reports"]
@@ -51,6 +53,9 @@ class CompareConfig:
     train: dict[str, Any] = field(default_factory=dict)      # TrainConfig fields shared by every run
     latency_batch: int = 1
     command: str = ""
+    executor: str = "local"                                   # where the runs train: blockzoo.report.executors
+    ray_address: str | None = None                            # --executor ray: an existing cluster (default: local)
+    workers: int = 1                                          # --executor ray: runs at once on a local Ray
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,24 +118,11 @@ def _profile_variant(model_name: str, slots: dict[str, Any], in_chans: int, num_
             "uncounted_ops": rep.uncounted_ops}
 
 
-def _finished_run(run_dir: Path, h: str) -> dict[str, Any] | None:
-    """The result of the finished run in ``run_dir`` if it was trained with the configuration of hash ``h``."""
-    from blockzoo.train import config_hash
-
-    try:
-        res = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # not finished (or torn): train() resumes it from its checkpoint
-    if not isinstance(res, dict) or not isinstance(res.get("config"), dict) or config_hash(res["config"]) != h:
-        return None
-    return {**res, "config_hash": h}
-
-
 def run_compare(cfg: CompareConfig, *, console: Any = None,
                 on_run_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the comparison and write the reports; returns the results dict (also results.json)."""
-    from blockzoo.data import load_dataset
-    from blockzoo.train import TrainConfig, config_hash, train
+    from blockzoo.data import load_split
+    from blockzoo.train import TrainConfig, config_hash
 
     spec = get_model_spec(cfg.model)
     for slot in list(cfg.vary) + list(cfg.fixed):
@@ -147,8 +139,10 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     out.mkdir(parents=True, exist_ok=True)
     base_train = TrainConfig(model=cfg.model, **cfg.train)
     base_train.validate()
-    train_set = load_dataset(base_train.data, "train", data_dir=base_train.data_dir, subset=base_train.subset, seed=0)
-    test_set = load_dataset(base_train.data, "test", data_dir=base_train.data_dir)
+    executor = make_executor(cfg.executor, ray_address=cfg.ray_address, workers=cfg.workers,
+                             threads=base_train.threads)
+    # the same training subset (seed 0) and test subset for every variant and seed: paired runs
+    train_set, test_set = load_split(base_train, "train", subset_seed=0), load_split(base_train, "test")
     in_chans, num_classes, image_size = train_set.in_chans, train_set.num_classes, tuple(train_set.image_size)
 
     results: dict[str, Any] = {
@@ -162,7 +156,7 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
         slots = {**cfg.model_kwargs, **cfg.fixed, **v}
         profiles[variant_label(v)] = _profile_variant(cfg.model, slots, in_chans, num_classes, image_size,
                                                       cfg.latency_batch, base_train.threads)
-    runs: dict[str, dict[int, dict[str, Any]]] = {variant_label(v): {} for v in variants}
+    grid = []
     # seed-major order: an interrupted compare still has every variant at the first seeds
     for seed in cfg.seeds:
         for v in variants:
@@ -171,15 +165,11 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
                                        seed=seed)
             h = config_hash(tcfg)
             tcfg.out_dir = str(out / "runs" / _safe(label) / f"seed{seed}-{h}")
-            res = _finished_run(Path(tcfg.out_dir), h)
-            if res is None:
-                if console is not None:
-                    console.print(f"[bold]compare[/] {escape(cfg.model)} {escape(label)} seed {seed}")
-                # the folder holds nothing or this very configuration: train() starts it or resumes it
-                res = train(tcfg, train_set=train_set, test_set=test_set, console=console)
-                if on_run_end is not None:
-                    on_run_end(res)
-            runs[label][seed] = res
+            grid.append(CompareRun(label, seed, tcfg, h))
+    done = executor.run(grid, train_set, test_set, console=console, on_run_end=on_run_end)
+    runs: dict[str, dict[int, dict[str, Any]]] = {variant_label(v): {} for v in variants}
+    for r in grid:
+        runs[r.label][r.seed] = done[r.key]
     for v in variants:
         label = variant_label(v)
         rows = runs[label]
@@ -205,7 +195,7 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     results["budget"] = {k: getattr(base_train.resolved(), k) for k in (
         "data", "subset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "label_smoothing",
-        "precision", "channels_last", "augment")}
+        "precision", "channels_last", "augment", "test_subset", "img_size", "aa", "reprob", "mixup", "cutmix")}
     results["budget"]["seeds"] = list(cfg.seeds)
     write_reports(results, out)
     return results
@@ -256,7 +246,7 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         f"{results['image_size'][0]}x{results['image_size'][1]} px; seeds {b['seeds']}.",
         f"- Recipe: {b['optimizer']} lr {b['lr']:g}, wd {b['weight_decay']:g}, {b['schedule']} schedule, "
         f"label smoothing {b['label_smoothing']}, batch {b['batch_size']}, precision {b['precision']}, "
-        f"channels_last {b['channels_last']}, augmentation {'crop+flip' if b['augment'] else 'none'}.",
+        f"channels_last {b['channels_last']}, augmentation {_augmentation_words(b)}.",
         f"- Machine: {mach['cpu']}, {mach['threads']} threads, torch {mach['torch']}"
         + (f", GPU {mach['cuda']}" if mach.get("cuda") else "") + ".",
         "- Accuracy: final-epoch test accuracy, mean ± sample std over seeds. Δ: paired difference to the baseline "
@@ -274,6 +264,18 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
     head += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
     _atomic_text(out / "leaderboard.md", "\n".join(head) + "\n")
     plot_tradeoff(results, out / "tradeoff.png")
+    write_html_report(results, out)
+
+
+def _augmentation_words(b: dict[str, Any]) -> str:
+    """``crop+flip, RandAugment rand-m9-n2, MixUp 0.8`` ... for the recipe line (older results lack the new keys)."""
+    words = ["crop+flip"] if b["augment"] else []
+    if b.get("aa"):
+        words.append(f"RandAugment {b['aa']}")
+    for key, name in (("reprob", "random erasing p"), ("mixup", "MixUp alpha"), ("cutmix", "CutMix alpha")):
+        if b.get(key):
+            words.append(f"{name} {b[key]:g}")
+    return ", ".join(words) or "none"
 
 
 def _atomic_text(path: Path, text: str) -> None:

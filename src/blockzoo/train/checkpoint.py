@@ -48,7 +48,7 @@ from blockzoo.errors import CheckpointError
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "read_metadata",
     "capture_rng_state", "restore_rng_state", "atomic_save_tensors", "remove_stale_temp_files", "load_model",
-    "make_model_spec",
+    "make_model_spec", "read_model_spec", "load_state",
     "CHECKPOINT_FORMAT", "WEIGHTS_FORMAT", "MODEL_SPEC_KEYS",
 ]
 
@@ -380,6 +380,15 @@ def _decoded_spec(meta: dict[str, str], path: str, fix: str) -> dict[str, Any] |
     return spec
 
 
+def read_model_spec(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``model_spec`` of a weights or checkpoint file (checked like on load), or ``None`` if it carries none;
+    no tensor is loaded."""
+    path = os.fspath(path)
+    fix = f"re-create {path!r} (e.g. re-export it from the training run) and make sure it is intact"
+    _, meta = _read(path, tensors=False, fix=fix)
+    return _decoded_spec(meta, path, fix)
+
+
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model a weights file or checkpoint was saved from (with :func:`blockzoo.create_model`, from the
     file's ``model_spec``) and load its weights; no run folder needed. Returns the model in eval mode.
@@ -389,9 +398,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     from blockzoo.registry import create_model
 
     path = os.fspath(path)
-    fix = f"re-create {path!r} (e.g. re-export it from the training run) and make sure it is intact"
-    _, meta = _read(path, tensors=False, fix=fix)
-    spec = _decoded_spec(meta, path, fix)
+    spec = read_model_spec(path)
     if spec is None:
         raise CheckpointError(f"{path!r} does not say which model it holds (no model_spec: it was saved from a model "
                               f"passed to train() ready-made, or by an older blockzoo). Fix: build the model "
@@ -529,6 +536,14 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, metadata: dict[st
     meta.update({"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION, "model_class": type(model).__name__,
                  "torch_version": torch.__version__})
     atomic_save_tensors(path, dict(model.state_dict()), meta)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, *, strict: bool = True,
+               fix: str) -> None:
+    """Load a state dict read from ``source`` (a file name, for the message) into ``model`` with the checks of
+    :func:`load_weights`: a :class:`CheckpointError` listing missing / unexpected keys (when ``strict``) and shape
+    mismatches (always), ending with ``fix``."""
+    _load_model_state(model, state, source, None, strict, fix)
 
 
 def load_weights(path: str | os.PathLike, model: nn.Module, *, strict: bool = True,

@@ -20,6 +20,8 @@ from typing import Any
 from blockzoo.checks import check_choice, check_int, check_positive
 from blockzoo.errors import ConfigError
 
+from .logger import parse_log
+
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "DEFAULT_TTA_THRESHOLDS"]
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -59,12 +61,25 @@ class TrainConfig:
     slots: dict[str, Any] = _opt(help="slot overrides, e.g. {'attn': 'eca'} (flag --set SLOT=BLOCK)", factory=dict)
     model_kwargs: dict[str, Any] = _opt(help="other constructor options, e.g. {'drop_rate': 0.1} "
                                              "(flag --model-arg KEY=VALUE)", factory=dict)
-    data: str = _opt("fashion-mnist", "dataset", names=_dataset_names)
+    pretrained: bool = _opt(False, "start from timm's published weights for --model (downloaded once from the "
+                                   "Hugging Face hub; a new classifier where the dataset's classes differ)")
+    checkpoint_path: str | None = _opt(None, "start from these weights: a blockzoo weights or checkpoint file, or a "
+                                             "state dict in blockzoo's or timm's key layout (.safetensors, .pth)")
+    data: str = _opt("fashion-mnist", "dataset: the path of an image folder DIR (DIR/train/<class>/*.png, "
+                                      "DIR/val/<class>/...) or a registered name (it wins over a folder of that name: "
+                                      "write ./NAME for the folder); registered", names=_dataset_names)
     data_dir: str | None = _opt(None, "folder holding the dataset files (default: $BLOCKZOO_DATA or the standard "
                                       "locations; see `blockzoo data fetch`)")
     subset: int | None = _opt(None, "train on only this many training images (default: all)")
+    test_subset: int | None = _opt(None, "evaluate on only this many test images, class-stratified, the same ones "
+                                         "for every seed (default: all)")
+    verify: bool = _opt(True, "check the dataset files' checksums; --no-verify loads CIFAR/MNIST-format files of "
+                              "your own under the registered file names (their structure is always checked)")
+    img_size: int | None = _opt(None, "image folders: resize every image to this square size (default: the training "
+                                      "split's most common size; aspect kept, centre-cropped)")
     epochs: int = _opt(10, "training epochs")
-    batch_size: int = _opt(128, "training batch size")
+    batch_size: int = _opt(128, "training batch size; under torchrun the global batch, split evenly over the "
+                                "processes")
     eval_batch_size: int | None = _opt(None, "test batch size (default: 2 x --batch-size)")
     optimizer: str = _opt("sgd", "sgd (momentum --momentum, Nesterov if --nesterov) or adamw (betas 0.9/0.999, "
                                  "decoupled weight decay)", choices=OPTIMIZERS)
@@ -87,12 +102,22 @@ class TrainConfig:
                                   "mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU)", choices=PRECISIONS)
     channels_last: bool = _opt(True, "NHWC memory format for the model and the batches")
     augment: bool = _opt(True, "random crop + flip (as implemented by blockzoo.data.Loader)")
+    aa: str | None = _opt(None, "RandAugment as timm writes it, rand-m<M>-n<N> (e.g. rand-m9-n2: N ops of magnitude "
+                                "M on timm's 0..10 scale; kornia, pip install 'blockzoo[data]') (default: off)")
+    reprob: float = _opt(0.0, "random-erasing probability per training image, in [0, 1] (timm's --reprob; the "
+                              "erased box is filled with the dataset mean)")
+    mixup: float = _opt(0.0, "MixUp alpha: each training batch is mixed with its reverse, weight ~ Beta(alpha, "
+                             "alpha) (timm's --mixup); 0 = off")
+    cutmix: float = _opt(0.0, "CutMix alpha (timm's --cutmix); with --mixup as well, each batch uses one of the "
+                              "two, chosen with probability 1/2; 0 = off")
     seed: int = _opt(0, "seeds torch, numpy, random and the data order")
     deterministic: bool = _opt(False, "deterministic algorithms and cuDNN for the run: on CPU a resumed run is "
                                       "bit-identical to an uninterrupted one with the same thread count; best "
                                       "effort on GPU")
     threads: int | None = _opt(None, "torch.set_num_threads for the run, restored afterwards (default: leave it)")
     device: str = _opt("auto", "auto (CUDA if available, else CPU) or a torch device: cpu, cuda, cuda:1")
+    sync_bn: bool = _opt(False, "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA "
+                                "only) instead of each process's batch/N images")
     out_dir: str | None = _opt(None, "run directory for metrics.jsonl, result.json, last.safetensors and "
                                      "best.safetensors (default: runs/<model>-<data>-seed<seed>)")
     resume: bool = _opt(False, "continue from <run dir>/last.safetensors if it exists")
@@ -101,6 +126,8 @@ class TrainConfig:
     checkpoint: bool = _opt(True, "write last.safetensors and best.safetensors every epoch")
     eval_every: int = _opt(1, "evaluate on the test set every N epochs (and always after the last one)")
     progress: bool = _opt(True, "show a progress bar")
+    log: str = _opt("csv", "metrics loggers, comma-separated: csv (steps.csv + epochs.csv in the run folder), "
+                           "tensorboard (<run folder>/tensorboard; pip install 'blockzoo[log]'), or none")
     max_train_time_s: float | None = _opt(None, "stop once this many seconds of training (eval excluded) are "
                                                 "spent, evaluate and finish (default: no limit)")
     tta_thresholds: list[float] = _opt(help="test accuracies for the time-to-accuracy report",
@@ -134,6 +161,8 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other: pass --resume to continue the run in "
                               "the run directory or --overwrite to replace it, not both")
+        parse_log(self.log)
+        _check_data_options(self)
         if not self.model:
             raise ConfigError("the model name is empty; pass a registered model name (see `blockzoo list models`)")
         for t in self.tta_thresholds:
@@ -154,7 +183,8 @@ class TrainConfig:
         if cfg.eval_batch_size is None:
             cfg.eval_batch_size = 2 * cfg.batch_size
         if cfg.out_dir is None:
-            cfg.out_dir = f"runs/{cfg.model}-{cfg.data}-seed{cfg.seed}"
+            from blockzoo.data import dataset_label  # an image folder by its name, not by its path
+            cfg.out_dir = f"runs/{cfg.model}-{dataset_label(cfg.data)}-seed{cfg.seed}"
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +199,18 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**d)
+
+
+def _check_data_options(cfg: TrainConfig) -> None:
+    """The ranges of the data and augmentation options (their types are checked with every field's)."""
+    from blockzoo.data import check_img_size
+    from blockzoo.data.augment import check_batch_augment
+
+    for name in ("test_subset", "img_size"):
+        if getattr(cfg, name) is not None:
+            check_int(getattr(cfg, name), _flag(name), min_value=1)
+    check_img_size(cfg.data, cfg.img_size)
+    check_batch_augment(cfg.aa, cfg.reprob, cfg.mixup, cfg.cutmix)
 
 
 def _flag(name: str) -> str:

@@ -7,7 +7,8 @@ and refused otherwise unless ``resume`` / ``overwrite`` say what to do; nothing 
 * ``metrics.jsonl``: one JSON object per epoch (keys in :data:`METRIC_KEYS`);
 * ``result.json``: the final summary (keys in :data:`RESULT_KEYS`), also returned as a dict;
 * ``last.safetensors``: full checkpoint after every epoch (model, optimizer, global step, RNG states, trainer
-  state, config), written atomically; ``best.safetensors``: weights of the best-test-accuracy epoch.
+  state, config), written atomically; ``best.safetensors``: weights of the best-test-accuracy epoch;
+* ``steps.csv`` / ``epochs.csv`` and ``tensorboard/`` as ``--log`` asks (:mod:`blockzoo.train.logger`).
 
 Design notes
 
@@ -20,6 +21,8 @@ Design notes
   stays intact; parameters are also checked for finiteness before each checkpoint is written.
 * "Training time" excludes evaluation and checkpoint I/O; time-to-accuracy is the training time at the end of the
   first epoch whose test accuracy reaches each threshold.
+* Under torchrun (more than one process) the model is wrapped in ``DistributedDataParallel``, each process trains
+  on its slice of every global batch and only rank 0 writes; see :mod:`blockzoo.train.distributed`.
 * Global state touched for the run (``torch.set_num_threads``, deterministic-algorithm flags, cuDNN flags,
   ``CUBLAS_WORKSPACE_CONFIG``, float32 matmul precision) is restored afterwards, also on error.
 """
@@ -57,6 +60,8 @@ from .checkpoint import (
     save_weights,
 )
 from .config import TrainConfig
+from .distributed import DistEnv, from_environment, process_group
+from .logger import EPOCHS_FILE, STEPS_FILE, RunLogger, parse_log
 from .schedules import LRSchedule, warmup_steps_for
 
 __all__ = ["train", "evaluate", "NonFiniteLossError", "build_optimizer", "resolve_device", "amp_settings",
@@ -69,13 +74,14 @@ __all__ = ["train", "evaluate", "NonFiniteLossError", "build_optimizer", "resolv
 #: ``test_*`` are ``None`` on epochs without evaluation.
 METRIC_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
                "train_time_s", "eval_time_s", "img_per_s", "wall_time_s")
-#: keys of ``result.json`` (``config_hash``: :func:`config_hash` of ``config``).
+#: keys of ``result.json`` (``config_hash``: :func:`config_hash` of ``config``; ``world_size``: the number of processes
+#: that trained, see :mod:`blockzoo.train.distributed`).
 RESULT_KEYS = ("config", "config_hash", "model", "model_class", "params", "dataset", "train_size", "test_size",
                "epochs_completed", "steps", "final_test_acc", "final_test_loss", "final_train_loss", "final_train_acc",
                "best_test_acc", "best_epoch", "time_to_acc", "epochs_to_acc", "wall_time_s", "train_time_s",
                "eval_time_s", "img_per_s", "lr_peak", "weight_decay", "warmup_steps", "total_steps", "precision",
                "device", "device_name", "threads", "torch_version", "python_version", "deterministic",
-               "resumed_from_epoch", "stopped_reason", "run_dir")
+               "resumed_from_epoch", "stopped_reason", "run_dir", "world_size")
 #: on CUDA, how often (in steps) the accumulated losses are checked for NaN/inf.
 GPU_CHECK_EVERY = 25
 
@@ -177,7 +183,9 @@ def _global_settings(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved["threads"])
-        torch.use_deterministic_algorithms(saved["det"], warn_only=saved["det_warn"])
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != (
+                saved["det"], saved["det_warn"]):   # only when changed: the call imports torch._inductor (~3 s)
+            torch.use_deterministic_algorithms(saved["det"], warn_only=saved["det_warn"])
         torch.backends.cudnn.deterministic = saved["cudnn_det"]
         torch.backends.cudnn.benchmark = saved["cudnn_bench"]
         torch.set_float32_matmul_precision(saved["matmul_prec"])
@@ -221,16 +229,21 @@ def _thr_key(t: float) -> str:
 # ---------------------------------------------------------------------------------------------------------- evaluate
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: str | torch.device = "cpu",
-             max_batches: int | None = None) -> dict[str, float]:
+             max_batches: int | None = None, num_classes: int | None = None,
+             dist: DistEnv | None = None) -> dict[str, Any]:
     """Mean cross-entropy (no label smoothing) and top-1 accuracy of ``model`` over ``loader`` (batches of
     ``(x, y)`` already on ``device``). Runs in eval mode (restored afterwards) with one host sync at the end.
-    Returns ``{"loss", "acc", "n"}``."""
+    Returns ``{"loss", "acc", "n"}``; with ``num_classes`` also ``"confusion"``: the ``num_classes`` x
+    ``num_classes`` counts (row: true class, column: predicted class) as nested lists. ``dist``: each process
+    evaluated its shard of the test set; the totals are summed over the processes (a collective call)."""
     device = torch.device(device)
     enabled, dtype, _ = amp_settings(precision, device)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float32)
     correct = torch.zeros((), device=device, dtype=torch.int64)
+    confusion = None if num_classes is None else torch.zeros(num_classes * num_classes, device=device,
+                                                             dtype=torch.int64)
     n = 0
     try:
         for i, (x, y) in enumerate(loader):
@@ -239,13 +252,23 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
             with _autocast(device, enabled, dtype):
                 out = model(x)
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
-            correct += (out.argmax(1) == y).sum()
+            pred = out.argmax(1)
+            correct += (pred == y).sum()
+            if confusion is not None:
+                confusion += torch.bincount(y * num_classes + pred, minlength=confusion.numel())
             n += int(y.shape[0])
     finally:
         model.train(was_training)
+    if dist is not None:
+        loss_sum, correct, n = dist.sum_totals(loss_sum, correct, n)
+        if confusion is not None:
+            dist.sum_(confusion)
     if n == 0:
         raise ValueError("evaluate(): the loader yielded no batches")
-    return {"loss": float(loss_sum.item()) / n, "acc": float(correct.item()) / n, "n": n}
+    res: dict[str, Any] = {"loss": float(loss_sum.item()) / n, "acc": float(correct.item()) / n, "n": n}
+    if confusion is not None:
+        res["confusion"] = confusion.view(num_classes, num_classes).tolist()
+    return res
 
 
 # ---------------------------------------------------------------------------------------------------------- progress
@@ -307,10 +330,11 @@ def _nonfinite_error(*, loss: float, epoch: int, step_in_epoch: int, global_step
 
 
 # ------------------------------------------------------------------------------------------ the result-changing config
-#: TrainConfig fields that do not change a run's result: where it is written and shown, the thread count, the device,
-#: where the data lives and the resume / overwrite / checkpoint switches. Every other field changes the result.
-NON_RESULT_FIELDS = frozenset({"progress", "out_dir", "threads", "device", "data_dir", "resume", "overwrite",
-                               "checkpoint"})
+#: TrainConfig fields that do not change a run's result: where it is written, shown and logged, the thread count, the
+#: device, where the data lives (and whether its checksums are checked) and the resume / overwrite / checkpoint
+#: switches. Every other field changes the result.
+NON_RESULT_FIELDS = frozenset({"progress", "out_dir", "threads", "device", "data_dir", "verify", "resume",
+                               "overwrite", "checkpoint", "log"})
 RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NON_RESULT_FIELDS)
 _FIELD_DEFAULTS = TrainConfig().to_dict()
 
@@ -342,8 +366,11 @@ def result_config(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 def config_hash(cfg: TrainConfig | dict[str, Any]) -> str:
-    """8 hex digits of the SHA-256 of :func:`result_config` (compare keys its run folders by it)."""
-    blob = json.dumps(result_config(cfg), sort_keys=True, separators=(",", ":"))
+    """8 hex digits of the SHA-256 of the fields of :func:`result_config` that differ from their defaults (compare
+    keys its run folders by it): a new option whose default keeps the old behaviour leaves every hash as it was."""
+    defaults = _canonical({k: _FIELD_DEFAULTS[k] for k in RESULT_FIELDS})
+    changed = {k: v for k, v in result_config(cfg).items() if v != defaults[k]}
+    blob = json.dumps(changed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
@@ -354,7 +381,7 @@ def config_diff(old: TrainConfig | dict[str, Any], new: TrainConfig | dict[str, 
 
 
 # ------------------------------------------------------------------------------------------------- the run folder
-RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "result.json")
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "result.json", STEPS_FILE, EPOCHS_FILE)
 
 
 @dataclass(frozen=True)
@@ -443,41 +470,47 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = Non
     ``model``: a ready ``nn.Module`` (trained in place), or ``None`` to build ``cfg.model`` with ``cfg.slots`` via
     ``blockzoo.create_model`` (after seeding; the weights files then carry a ``model_spec`` for
     :func:`blockzoo.load_model`). ``train_set``/``test_set``: :class:`blockzoo.data.Dataset` objects, or ``None``
-    to load ``cfg.data`` (``cfg.subset`` applies only then). ``console``: a ``rich.console.Console`` for the
-    progress bar (default: stderr). ``on_epoch_end(metrics)`` is called after each epoch's metrics line and checkpoint
-    are written (raising in it aborts the run, leaving a resumable checkpoint).
+    to load ``cfg.data`` (``cfg.subset`` / ``cfg.test_subset`` apply only then). ``console``: a
+    ``rich.console.Console`` for the progress bar (default: stderr). ``on_epoch_end(metrics)`` is called after each
+    epoch's metrics line and checkpoint are written (raising in it aborts the run, leaving a resumable checkpoint).
+
+    Under ``torchrun`` every process calls :func:`train` with the same ``cfg``: they train one
+    ``DistributedDataParallel`` model on disjoint shards of each global batch of ``cfg.batch_size`` images, and only
+    rank 0 writes (:mod:`blockzoo.train.distributed`).
 
     Raises :class:`NonFiniteLossError` on NaN/inf loss and :class:`~blockzoo.train.CheckpointError` if a checkpoint
     to resume from is corrupt or does not match.
     """
     wall_start = time.perf_counter()
     cfg = cfg.resolved()
-    device = resolve_device(cfg.device)
+    dist = from_environment(resolve_device(cfg.device))  # under torchrun: this process's rank and device
+    device = dist.device
     amp = amp_settings(cfg.precision, device)  # an unsupported precision fails before any data is loaded
     files = _RunFiles(Path(cfg.out_dir))  # type: ignore[arg-type]
     plan = _plan_run(cfg, files)
     if plan == "report":
         return json.loads(files.result.read_text(encoding="utf-8"))
-    with _global_settings(cfg, device):
+    with process_group(dist), _global_settings(cfg, device):
         _seed_everything(cfg.seed)
         train_set, test_set = _load_data(cfg, train_set, test_set)
         model, model_name, spec = _prepare_model(cfg, model, train_set)
-        run = _Run(cfg, device, amp, files, model, model_name, spec, train_set, test_set, wall_start)
+        run = _Run(cfg, device, amp, files, model, model_name, spec, train_set, test_set, wall_start, dist)
         run.open_run_dir(resume=plan == "resume")
         run.train_epochs(console, on_epoch_end)
         run.evaluate_if_needed()
         result = run.result()
-    _atomic_write_text(files.result, json.dumps(result, indent=2, default=_json_default) + "\n")
+    if dist.is_main:
+        _atomic_write_text(files.result, json.dumps(result, indent=2, default=_json_default) + "\n")
     return result
 
 
 def _load_data(cfg: TrainConfig, train_set: Any, test_set: Any) -> tuple[Any, Any]:
-    from blockzoo.data import load_dataset
+    from blockzoo.data import load_split
 
     if train_set is None:
-        train_set = load_dataset(cfg.data, "train", data_dir=cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
+        train_set = load_split(cfg, "train")
     if test_set is None:
-        test_set = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
+        test_set = load_split(cfg, "test")
     return train_set, test_set
 
 
@@ -486,6 +519,10 @@ def _prepare_model(cfg: TrainConfig, model: nn.Module | None,
     """``(model, its name, its model_spec)``: ``model`` as given (no spec: how it was built is unknown) or
     ``cfg.model`` built from the registry."""
     if model is not None:
+        if cfg.pretrained or cfg.checkpoint_path:
+            raise ConfigError("--pretrained / --checkpoint-path load weights into the model train() builds from "
+                              "--model; load them into a ready-made model yourself (create_model(..., "
+                              "checkpoint_path=...))")
         return model, str(getattr(model, "model_name", None) or type(model).__name__), None
     from blockzoo.registry import create_model
 
@@ -493,8 +530,15 @@ def _prepare_model(cfg: TrainConfig, model: nn.Module | None,
     spec = make_model_spec(cfg.model, slots=cfg.slots, model_kwargs=cfg.model_kwargs,
                            num_classes=int(train_set.num_classes), in_chans=int(train_set.in_chans), img_size=size)
     model = create_model(cfg.model, num_classes=int(train_set.num_classes), in_chans=int(train_set.in_chans),
-                         img_size=size, **{**cfg.model_kwargs, **cfg.slots})
+                         img_size=size, pretrained=cfg.pretrained, checkpoint_path=cfg.checkpoint_path,
+                         **{**cfg.model_kwargs, **cfg.slots})
     return model, cfg.model, spec
+
+
+def _hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """The class of each training sample: ``y`` itself, or the dominant class of MixUp / CutMix soft targets
+    (B x num_classes), which the train accuracy is then measured against."""
+    return y.argmax(1) if y.dim() == 2 else y
 
 
 class _Run:
@@ -503,10 +547,10 @@ class _Run:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, amp: tuple[bool, torch.dtype | None, bool],
                  files: _RunFiles, model: nn.Module, model_name: str, spec: dict[str, Any] | None, train_set: Any,
-                 test_set: Any, wall_start: float) -> None:
+                 test_set: Any, wall_start: float, dist: DistEnv) -> None:
         from blockzoo.data import Loader
 
-        self.cfg, self.device, self.files, self.wall_start = cfg, device, files, wall_start
+        self.cfg, self.device, self.files, self.wall_start, self.dist = cfg, device, files, wall_start, dist
         self.model, self.model_name, self.spec = model, model_name, spec
         self.train_set, self.test_set = train_set, test_set
         self.amp_on, self.amp_dtype, self.use_scaler = amp
@@ -514,13 +558,18 @@ class _Run:
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         model.train()
+        self.net = dist.wrap(model, sync_bn=cfg.sync_bn)  # the module to train: DDP(model) under torchrun
         self.optimizer = build_optimizer(model, cfg)
         self.scaler = torch.amp.GradScaler(device.type) if self.use_scaler else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        shard = (dist.rank, dist.world_size)  # every process takes its slice of each global batch
+        dist.per_process_batch(cfg.batch_size, "--batch-size")
+        dist.per_process_batch(int(cfg.eval_batch_size), "--eval-batch-size")  # type: ignore[arg-type]
         self.train_loader = Loader(train_set, cfg.batch_size, train=True, augment=cfg.augment, seed=cfg.seed,
-                                   device=device, channels_last=cfg.channels_last)
+                                   device=device, channels_last=cfg.channels_last, shard=shard, aa=cfg.aa,
+                                   reprob=cfg.reprob, mixup=cfg.mixup, cutmix=cfg.cutmix)
         self.test_loader = Loader(test_set, int(cfg.eval_batch_size), train=False,  # type: ignore[arg-type]
-                                  seed=cfg.seed, device=device, channels_last=cfg.channels_last)
+                                  seed=cfg.seed, device=device, channels_last=cfg.channels_last, shard=shard)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch < 1:
             raise ConfigError(f"the training set ({len(train_set)} images) gives no full batch of {cfg.batch_size}; "
@@ -538,20 +587,26 @@ class _Run:
         self.loss_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.float32)
         self.correct_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.int64)
         self.check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
+        # a missing TensorBoard fails here, before any work; only rank 0 logs
+        self.logger = RunLogger(files.dir, parse_log(cfg.log) if dist.is_main else ())
 
     # -------------------------------------------------------------------------------------------- run folder
     def open_run_dir(self, *, resume: bool) -> None:
         """Create the folder (only now: a bad --data / --model leaves none), remove stale temporary files, then
         restore the checkpoint (``resume``) or remove the files of the run this one replaces."""
-        files = self.files
-        files.dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(files.dir, RUN_FILES)
+        files, main = self.files, self.dist.is_main  # under torchrun only rank 0 touches files; all restore
+        if main:
+            files.dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(files.dir, RUN_FILES)
         if resume:
             self._restore()
-        else:
+        elif main:
             for stale in (files.last, files.best, files.result):
                 stale.unlink(missing_ok=True)
-        _rewrite_metrics(files.metrics, self.start_epoch)
+        if main:
+            _rewrite_metrics(files.metrics, self.start_epoch)
+        self.logger.open(epoch=self.start_epoch, step=self.global_step)
+        self.dist.barrier()
         self.prev_wall = float(self.st["wall_time_s"])
         self.epoch_reached = self.start_epoch
 
@@ -579,7 +634,8 @@ class _Run:
         # a run stopped by its time budget is finished: resuming it only re-reports
         first_epoch = cfg.epochs + 1 if self.st.get("stopped_reason") else self.start_epoch + 1
         self.st["max_steps_per_epoch"] = max(int(self.st["max_steps_per_epoch"]), self.steps_per_epoch)
-        bar = _Progress(cfg.progress, console, self.total_steps, min(self.global_step, self.total_steps))
+        bar = _Progress(cfg.progress and self.dist.is_main, console, self.total_steps,
+                        min(self.global_step, self.total_steps))
         try:
             for epoch in range(first_epoch, cfg.epochs + 1):
                 self.epoch_reached = epoch
@@ -591,23 +647,28 @@ class _Run:
                     break
         finally:
             bar.close()
+            self.logger.close()
 
     def _train_epoch(self, epoch: int, bar: _Progress) -> dict[str, Any]:
         """One pass over the training loader (stopping early at the time budget); returns the epoch's counters."""
         cfg, st = self.cfg, self.st
         if hasattr(self.train_loader, "set_epoch"):
             self.train_loader.set_epoch(epoch - 1)
+        self.dist.seed_stochastic_layers(cfg.seed, epoch)
         self.model.train()
         self.loss_buf.zero_()
         self.correct_buf.zero_()
         ep = {"images": 0, "steps": 0, "checked": 0, "lr": self.schedule(self.global_step)}
         budget_left = None if cfg.max_train_time_s is None else cfg.max_train_time_s - float(st["train_time_s"])
-        t0 = last_ui = time.perf_counter()
+        t0 = last_ui = last_step = time.perf_counter()
         for i, (x, y) in enumerate(self.train_loader):
             if i >= self.steps_per_epoch:
                 break
             self._step(x, y, i, epoch, ep)
             now = time.perf_counter()
+            self.logger.log_step(self.global_step, epoch, self.loss_buf[i], ep["lr"],
+                                 int(y.shape[0]) * self.dist.world_size, now - last_step)
+            last_step = now
             if bar.enabled:
                 fields: dict[str, str] = {}
                 if now - last_ui > 0.5 or ep["steps"] == self.steps_per_epoch:
@@ -617,7 +678,7 @@ class _Run:
                               "acc": f"{self.correct_buf[:n].sum().item() / ep['images']:.4f}",
                               "ips": f"{ep['images'] / max(now - t0, 1e-9):.0f}"}
                 bar.step(f"epoch {epoch}/{cfg.epochs}", **fields)
-            if budget_left is not None and now - t0 >= budget_left:
+            if budget_left is not None and self.dist.any(now - t0 >= budget_left):  # all processes stop together
                 st["stopped_reason"] = "max_train_time_s"
                 break
         if self.device.type == "cuda":
@@ -634,7 +695,7 @@ class _Run:
         for g in optimizer.param_groups:
             g["lr"] = lr
         with _autocast(self.device, self.amp_on, self.amp_dtype):
-            out = model(x)
+            out = self.net(x)
             loss = self.criterion(out.float(), y)
         self.loss_buf[i] = loss.detach()
         if self.check_every == 1:
@@ -656,7 +717,7 @@ class _Run:
             if cfg.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
-        self.correct_buf[i] = (out.detach().argmax(1) == y).sum()
+        self.correct_buf[i] = (out.detach().argmax(1) == _hard_labels(y)).sum()
         ep["images"] += int(y.shape[0])
         ep["steps"] = i + 1
         self.global_step += 1
@@ -665,6 +726,7 @@ class _Run:
         """Account the epoch, evaluate it when due, write its metrics line and checkpoint; returns the metrics."""
         cfg, st, n_steps = self.cfg, self.st, ep["steps"]
         self._check_buffer(ep["checked"], n_steps, epoch, self.global_step - n_steps)
+        ep["images"] = self.dist.reduce_epoch(self.loss_buf[:n_steps], self.correct_buf[:n_steps], ep["images"])
         st["train_time_s"] = float(st["train_time_s"]) + ep["time"]
         st["images"] = int(st["images"]) + ep["images"]
         train_loss = float(self.loss_buf[:n_steps].sum().item()) / n_steps
@@ -682,8 +744,10 @@ class _Run:
             "eval_time_s": eval_time, "img_per_s": ep["images"] / ep["time"] if ep["time"] > 0 else None,
             "wall_time_s": st["wall_time_s"],
         }
-        with open(self.files.metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics, default=_json_default) + "\n")
+        if self.dist.is_main:
+            with open(self.files.metrics, "a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics, default=_json_default) + "\n")
+        self.logger.log_epoch(metrics)
         if cfg.checkpoint:
             self._save_checkpoint(epoch, ep)
         if bar.enabled:
@@ -696,7 +760,7 @@ class _Run:
         """Test the model; keep the best weights and the time-to-accuracy marks. Returns ``(test, eval time)``."""
         cfg, st = self.cfg, self.st
         te = time.perf_counter()
-        test = evaluate(self.model, self.test_loader, precision=cfg.precision, device=self.device)
+        test = evaluate(self.model, self.test_loader, precision=cfg.precision, device=self.device, dist=self.dist)
         eval_time = time.perf_counter() - te
         st["eval_time_s"] = float(st["eval_time_s"]) + eval_time
         st["last_eval"] = {"epoch": epoch, **test}
@@ -704,7 +768,7 @@ class _Run:
             raise self._nonfinite(test["loss"], epoch, ep["steps"], self.global_step, ep["lr"], what="test loss")
         if st["best_acc"] is None or test["acc"] > st["best_acc"]:
             st["best_acc"], st["best_epoch"] = test["acc"], epoch
-            if cfg.checkpoint:
+            if cfg.checkpoint and self.dist.is_main:
                 save_weights(self.files.best, self.model, model_spec=self.spec,
                              metadata={"epoch": epoch, "test_acc": test["acc"], "model": self.model_name})
         for t in self.thresholds:
@@ -717,10 +781,12 @@ class _Run:
         if bad:
             raise self._nonfinite(float("nan"), epoch, ep["steps"], self.global_step, ep["lr"],
                                   what=f"parameters ({', '.join(bad[:3])})")
-        save_checkpoint(self.files.last, model=self.model, optimizer=self.optimizer, step=self.global_step,
-                        epoch=epoch, config=self.cfg.to_dict(), best_metric=self.st["best_acc"], scaler=self.scaler,
-                        extra={"trainer": self.st}, model_spec=self.spec,
-                        steps_per_epoch=int(self.st["max_steps_per_epoch"]))
+        if self.dist.is_main:
+            save_checkpoint(self.files.last, model=self.model, optimizer=self.optimizer, step=self.global_step,
+                            epoch=epoch, config=self.cfg.to_dict(), best_metric=self.st["best_acc"],
+                            scaler=self.scaler, extra={"trainer": self.st}, model_spec=self.spec,
+                            steps_per_epoch=int(self.st["max_steps_per_epoch"]))
+        self.dist.barrier()  # every process goes on only once the checkpoint is complete
         self.ckpt_epoch = epoch
 
     # ---------------------------------------------------------------------------------------------- NaN checks
@@ -748,7 +814,8 @@ class _Run:
         st = self.st
         if st["last_eval"] is None or int(st["last_eval"]["epoch"]) != self.epoch_reached:
             te = time.perf_counter()
-            test = evaluate(self.model, self.test_loader, precision=self.cfg.precision, device=self.device)
+            test = evaluate(self.model, self.test_loader, precision=self.cfg.precision, device=self.device,
+                            dist=self.dist)
             st["eval_time_s"] = float(st["eval_time_s"]) + time.perf_counter() - te
             st["last_eval"] = {"epoch": self.epoch_reached, **test}
 
@@ -794,4 +861,5 @@ class _Run:
             "resumed_from_epoch": self.resumed_from,
             "stopped_reason": st["stopped_reason"],
             "run_dir": str(self.files.dir),
+            "world_size": self.dist.world_size,
         }
