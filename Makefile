@@ -13,7 +13,7 @@ DEMO_EPOCHS   ?= 2
 DEMO_SEEDS    ?= 2
 DEMO_OUT      ?= runs/demo
 
-.PHONY: all install data demo test test-slow check docs bench clean help
+.PHONY: all install data demo test test-slow test-scaleout check docs bench clean help
 all: help
 
 help:
@@ -45,6 +45,9 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+test-scaleout: install  # the torchrun (2 processes) and Ray (2 CPUs) end-to-end tests, also part of test-slow
+	$(BIN)/python -m pytest -m slow tests/train/test_distributed.py tests/report/test_executors.py
 
 check: install
 	$(BIN)/ruff check src tests benchmarks
