@@ -153,10 +153,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch_and_only_rank0_
     script.write_text(textwrap.dedent(WORKER))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(tmp_path / "two"), str(tmp_path / "resumed")],
-                          env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    for run in ("two", "resumed"):   # one torchrun job per run, as `torchrun -m blockzoo train` runs one
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               str(script), str(tmp_path / run)], env=env, capture_output=True, text=True,
+                              timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
 
     one = model_state(tmp_path / "one")
     for run in ("two", "resumed"):   # 2 processes from scratch; 1 process, then 2 from its checkpoint

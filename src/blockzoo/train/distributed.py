@@ -183,7 +183,10 @@ def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
 def process_group(env: DistEnv) -> Iterator[DistEnv]:
     """Join the process group for the run (``env://`` rendezvous from torchrun's ``MASTER_ADDR`` / ``MASTER_PORT``;
     gloo on CPU, nccl on CUDA) and destroy it afterwards, also on error. A group the caller initialised is used and
-    left alone; a single process does nothing."""
+    left alone; a single process does nothing. One job, one run: initialising the default group again in the same
+    process after it was destroyed can hang in the rendezvous (seen with torchrun's agent store), so a script that
+    calls ``train()`` several times under torchrun initialises the group itself first
+    (``torch.distributed.init_process_group()``), and every call then uses it."""
     if not env.enabled or dist.is_initialized():
         yield env
         return
