@@ -21,3 +21,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def make_image_folder(tmp_path, monkeypatch):
+    """``make_image_folder(n_train=48, n_test=12, **synthetic options) -> Path``: a tiny image folder (PNG files in
+    timm's layout) of synthetic 3-class 8 px RGB images; the decoded-folder cache stays inside the test."""
+    pytest.importorskip("PIL")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from blockzoo.data import load_dataset, save_image_folder
+
+    def make(n_train: int = 48, n_test: int = 12, **kw):
+        kw = {"num_classes": 3, "image_size": 8, "channels": 3, **kw}
+        return save_image_folder(tmp_path / "imgs", load_dataset("synthetic", "train", n=n_train, **kw),
+                                 load_dataset("synthetic", "test", n=n_test, **kw))
+    return make

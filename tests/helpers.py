@@ -221,6 +221,21 @@ class Tiny(nn.Module):
         return self.fc(x)
 
 
+def tiny_synthetic():
+    """(train, test): 4-class 8 px grayscale synthetic datasets of 128 / 64 images (the trainer tests' data)."""
+    from blockzoo.data.synthetic import make_synthetic
+    return (make_synthetic("train", num_classes=4, image_size=8, channels=1, n=128, noise=0.1, max_shift=1),
+            make_synthetic("test", num_classes=4, image_size=8, channels=1, n=64, noise=0.1, max_shift=1))
+
+
+def tiny_train_cfg(d: Path, **kw):
+    """A deterministic fp32 CPU TrainConfig for a tiny model on :func:`tiny_synthetic` data in run folder ``d``."""
+    from blockzoo.train import TrainConfig
+    base = dict(model="tiny", data="synthetic", epochs=3, batch_size=32, lr=0.1, warmup_epochs=0.5, progress=False,
+                out_dir=str(d), deterministic=True, threads=1, device="cpu", precision="fp32", channels_last=False)
+    return TrainConfig(**{**base, **kw})
+
+
 def no_temp_files(d: Path) -> bool:
     return not [p.name for p in d.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
 

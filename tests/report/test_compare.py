@@ -136,13 +136,8 @@ def test_compare_model_arg_reaches_every_variant(tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("no_profiling")
-def test_compare_on_an_image_folder_with_a_test_subset(tmp_path, monkeypatch):
-    pytest.importorskip("PIL")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # the decoded-folder cache stays in the test
-    from blockzoo.data import load_dataset, save_image_folder
-    kw = dict(num_classes=3, image_size=8, channels=3)
-    root = save_image_folder(tmp_path / "imgs", load_dataset("synthetic", "train", n=48, **kw),
-                             load_dataset("synthetic", "test", n=12, **kw))
+def test_compare_on_an_image_folder_with_a_test_subset(tmp_path, make_image_folder):
+    root = make_image_folder(48, 12)
     out = tmp_path / "cmp"
     assert main(["compare", "resnet20", "--vary", "attn=eca", "--data", str(root), "--test-subset", "6",
                  "--epochs", "1", "--batch-size", "16", "--seeds", "1", "--no-progress", "--precision", "fp32",

@@ -80,13 +80,8 @@ def test_dataset_that_does_not_fit_the_model_or_is_unknown(run, tmp_path, monkey
         evaluate_checkpoint(weights, "other", device="cpu")
 
 
-def test_an_image_folder_run_is_tested_at_its_training_size(tmp_path, monkeypatch):
-    pytest.importorskip("PIL")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # the decoded-folder cache stays in the test
-    from blockzoo.data import load_dataset, save_image_folder
-    kw = dict(num_classes=3, image_size=12, channels=3)
-    root = save_image_folder(tmp_path / "imgs", load_dataset("synthetic", "train", n=24, **kw),
-                             load_dataset("synthetic", "test", n=9, **kw))
+def test_an_image_folder_run_is_tested_at_its_training_size(tmp_path, monkeypatch, make_image_folder):
+    root = make_image_folder(24, 9, image_size=12)
     d = tmp_path / "run"
     res = train(TrainConfig(model="resnet20", data=str(root), img_size=8, test_subset=6, epochs=1, batch_size=8,
                             progress=False, precision="fp32", channels_last=False, threads=1, device="cpu",

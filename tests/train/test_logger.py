@@ -14,20 +14,16 @@ from blockzoo.errors import ConfigError
 from blockzoo.train import NON_RESULT_FIELDS, TrainConfig, config_hash, train
 from blockzoo.train.logger import STEP_KEYS, RunLogger, parse_log
 from blockzoo.train.schedules import LRSchedule
-from helpers import Tiny, no_temp_files
+from helpers import Tiny, no_temp_files, tiny_synthetic, tiny_train_cfg
 
 
 @pytest.fixture(scope="module")
 def data():
-    from blockzoo.data.synthetic import make_synthetic
-    return (make_synthetic("train", num_classes=4, image_size=8, channels=1, n=128, noise=0.1, max_shift=1),
-            make_synthetic("test", num_classes=4, image_size=8, channels=1, n=64, noise=0.1, max_shift=1))
+    return tiny_synthetic()
 
 
 def cfg_for(d: Path, **kw) -> TrainConfig:
-    base = dict(model="tiny", data="synthetic", epochs=2, batch_size=32, lr=0.1, warmup_epochs=0.5, progress=False,
-                out_dir=str(d), deterministic=True, threads=1, device="cpu", precision="fp32", channels_last=False)
-    return TrainConfig(**{**base, **kw})
+    return tiny_train_cfg(d, **{"epochs": 2, **kw})
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -35,7 +35,7 @@ from blockzoo.train import (
     train,
 )
 from helpers import Tiny as TinyBN
-from helpers import no_temp_files
+from helpers import no_temp_files, tiny_synthetic, tiny_train_cfg
 
 
 class Tiny(nn.Module):
@@ -50,15 +50,10 @@ class Tiny(nn.Module):
 
 @pytest.fixture(scope="module")
 def data():
-    from blockzoo.data.synthetic import make_synthetic
-    return (make_synthetic("train", num_classes=4, image_size=8, channels=1, n=128, noise=0.1, max_shift=1),
-            make_synthetic("test", num_classes=4, image_size=8, channels=1, n=64, noise=0.1, max_shift=1))
+    return tiny_synthetic()
 
 
-def cfg_for(d: Path, **kw) -> TrainConfig:
-    base = dict(model="tiny", data="synthetic", epochs=3, batch_size=32, lr=0.1, warmup_epochs=0.5, progress=False,
-                out_dir=str(d), deterministic=True, threads=1, device="cpu", precision="fp32", channels_last=False)
-    return TrainConfig(**{**base, **kw})
+cfg_for = tiny_train_cfg
 
 
 def snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
@@ -410,13 +405,8 @@ def test_unknown_dataset_fails_before_creating_the_run_dir(tmp_path):
 
 # ------------------------------------------------------------------------------- your own data and augmentation
 @pytest.fixture
-def image_folder(tmp_path, monkeypatch):
-    pytest.importorskip("PIL")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # the decoded-folder cache stays in the test
-    from blockzoo.data import load_dataset, save_image_folder
-    kw = dict(num_classes=3, image_size=8, channels=3, noise=0.1, max_shift=1)
-    return save_image_folder(tmp_path / "imgs", load_dataset("synthetic", "train", n=48, **kw),
-                             load_dataset("synthetic", "test", n=12, **kw))
+def image_folder(make_image_folder):
+    return make_image_folder(noise=0.1, max_shift=1)
 
 
 def test_train_on_an_image_folder(image_folder, tmp_path):
