@@ -226,3 +226,13 @@ def test_a_registered_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch
     assert load_dataset("synthetic", n=20).source is None and dataset_label("synthetic") == "synthetic"
     own = load_dataset("./synthetic")
     assert len(own) == 2 and own.classes == ["a", "b"] and own.source == (tmp_path / "synthetic" / "train").resolve()
+
+
+def test_data_fingerprint_identifies_the_folder_contents(make_image_folder):
+    from blockzoo.data import data_fingerprint
+    root = make_image_folder(12, 6)
+    fp = data_fingerprint(str(root))
+    assert isinstance(fp, str) and len(fp) == 16 and data_fingerprint(str(root)) == fp
+    assert data_fingerprint("fashion-mnist") is None                 # registered: fixed, checksummed files
+    next((root / "val").rglob("*.png")).unlink()
+    assert data_fingerprint(str(root)) != fp

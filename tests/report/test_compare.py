@@ -146,3 +146,12 @@ def test_compare_on_an_image_folder_with_a_test_subset(tmp_path, make_image_fold
     assert (res["data"], res["train_images"], res["test_images"], res["image_size"]) == (str(root), 48, 6, [8, 8])
     assert res["budget"]["test_subset"] == 6 and len(res["variants"]) == 1
     assert "on 48 training images (full set), test on 6 images, 8x8 px" in (out / "leaderboard.md").read_text()
+    # a changed folder is another data set: its runs train afresh in their own folders, the old ones are kept
+    first = {p.name for p in (out / "runs" / "attn=eca").iterdir()}
+    (next((root / "train").rglob("*.png"))).unlink()
+    assert main(["compare", "resnet20", "--vary", "attn=eca", "--data", str(root), "--test-subset", "6",
+                 "--epochs", "1", "--batch-size", "16", "--seeds", "1", "--no-progress", "--precision", "fp32",
+                 "--no-channels-last", "--threads", "1", "--log", "none", "--out", str(out)]) == 0
+    now = {p.name for p in (out / "runs" / "attn=eca").iterdir()}
+    assert first < now and len(now) == 2
+    assert json.loads((out / "results.json").read_text())["train_images"] == 47

@@ -420,6 +420,25 @@ def test_train_on_an_image_folder(image_folder, tmp_path):
     assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 3)        # the spec carries the folder's classes and size
 
 
+def test_a_run_on_an_image_folder_is_not_reused_once_its_files_change(image_folder, tmp_path):
+    """The folder's contents (file list, sizes, mtimes) are part of a run's identity: the same command on a changed
+    folder is refused with the fix, nothing in the run folder is touched, and --overwrite trains on the new files."""
+    import os
+    cfg = TrainConfig(model="resnet20", data=str(image_folder), epochs=1, batch_size=16, progress=False,
+                      out_dir=str(tmp_path / "run"), threads=1, device="cpu", precision="fp32", channels_last=False,
+                      log="none", checkpoint=False)
+    res = train(cfg)
+    assert res["data_fingerprint"] and train(cfg) == res          # unchanged folder: the stored result
+    img = next((image_folder / "train").rglob("*.png"))
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))   # an edited image
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(ConfigError, match="files have changed since.*--overwrite"):
+        train(cfg)
+    assert snapshot(tmp_path / "run") == before
+    again = train(dataclasses.replace(cfg, overwrite=True))
+    assert again["data_fingerprint"] not in (None, res["data_fingerprint"])
+
+
 def test_mixup_cutmix_erasing_randaugment_train_with_soft_targets(image_folder, tmp_path):
     pytest.importorskip("kornia")
     from blockzoo.data import load_dataset

@@ -20,6 +20,7 @@ from .datasets import (
                        SPLITS,
                        available_datasets,
                        check_img_size,
+                       data_fingerprint,
                        dataset_label,
                        dataset_shape,
                        is_registered,
@@ -45,7 +46,7 @@ from .registry import DATASETS, canonical_name, get_info
 __all__ = [
     "DATASETS", "DataError", "Dataset", "DatasetInfo", "ENV_VAR", "FETCH_CMD", "FileSpec", "Loader", "SPLITS",
     "available_datasets", "cache_dir", "cache_root", "check_img_size", "candidate_dirs", "canonical_name", "crop_flip",
-    "dataset_label", "dataset_shape", "default_crop_padding", "default_data_dir", "ensure_dataset", "epoch_seed",
-    "find_data_dir", "get_info", "is_image_folder", "is_registered", "load_dataset", "load_image_folder",
+    "data_fingerprint", "dataset_label", "dataset_shape", "default_crop_padding", "default_data_dir", "ensure_dataset",
+    "epoch_seed", "find_data_dir", "get_info", "is_image_folder", "is_registered", "load_dataset", "load_image_folder",
     "load_split", "random_crop_flip", "save_image_folder", "subset_indices", "take_subset", "verify_dataset",
 ]

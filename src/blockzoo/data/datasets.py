@@ -15,7 +15,8 @@ from .imagefolder import is_image_folder, load_image_folder
 from .registry import ALIASES, DATASETS, get_info
 from .synthetic import SYNTHETIC_DEFAULTS, make_synthetic
 
-__all__ = ["load_dataset", "load_split", "check_img_size", "dataset_shape", "dataset_label", "is_registered",
+__all__ = ["load_dataset", "load_split", "check_img_size", "dataset_shape", "dataset_label", "data_fingerprint",
+           "is_registered",
            "subset_indices", "take_subset", "available_datasets", "SPLITS"]
 
 SPLITS = ("train", "test")
@@ -169,6 +170,16 @@ def dataset_shape(data: str, img_size: int | None = None) -> tuple[int, int, tup
         return info.num_classes, info.in_chans, tuple(info.image_size)
     ds = load_image_folder(data, "train", img_size=img_size)
     return ds.num_classes, ds.in_chans, ds.image_size
+
+
+def data_fingerprint(data: str) -> str | None:
+    """What identifies the contents of ``data`` beyond its name: an image folder's
+    :func:`~blockzoo.data.imagefolder.folder_fingerprint`; ``None`` for a registered dataset (its files are fixed and
+    checksummed)."""
+    if is_registered(data) or not is_image_folder(data):
+        return None
+    from blockzoo.data.imagefolder import folder_fingerprint
+    return folder_fingerprint(data)
 
 
 def dataset_label(data: str) -> str:

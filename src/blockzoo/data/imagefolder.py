@@ -211,14 +211,29 @@ def _decode_all(classes: list[str], files: dict[str, list[tuple[Path, int]]], im
     return arrays
 
 
-def _cache_key(root: Path, files: dict[str, list[tuple[Path, int]]], img_size: int | None) -> str:
+def _listing(root: Path, files: dict[str, list[tuple[Path, int]]]) -> list[list[Any]]:
+    """(split, relative path, class, size, mtime) of every image: what identifies the folder's contents."""
     listing = []
     for split, items in files.items():
         for p, k in items:
             st = p.stat()
             listing.append([split, str(p.relative_to(root)), k, st.st_size, st.st_mtime_ns])
-    blob = json.dumps({"version": _CACHE_VERSION, "root": str(root), "img_size": img_size, "files": listing})
+    return listing
+
+
+def _cache_key(root: Path, files: dict[str, list[tuple[Path, int]]], img_size: int | None) -> str:
+    blob = json.dumps({"version": _CACHE_VERSION, "root": str(root), "img_size": img_size,
+                       "files": _listing(root, files)})
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def folder_fingerprint(root: str | os.PathLike) -> str:
+    """16 hex digits identifying the image folder's contents (every image's split, path, class, size and
+    modification time): a run records it, so a run trained on the folder as it was is never reused for the folder
+    as it is now (the trainer refuses the run folder; compare retrains)."""
+    path = Path(root).expanduser().resolve()
+    _, files = _scan(path)
+    return hashlib.sha256(json.dumps(_listing(path, files)).encode()).hexdigest()[:16]
 
 
 def _cache_folder(root: Path) -> Path:

@@ -12,11 +12,12 @@ the training curves: :mod:`blockzoo.report.html`), plus one run directory per va
 
 A run is reused only for the same result-changing configuration (:func:`blockzoo.train.result_config`: model, slot
 values, model options, data, subset, epochs, recipe, seed, precision, ...): its folder is
-``runs/<variant>/seed<k>-<config hash>``, so runs of another budget live beside it and are never mixed into this
-leaderboard, and ``results.json`` records the hash of every run. An interrupted compare, started again with the same
-arguments, skips finished runs and resumes the unfinished one from its last checkpoint; one with a changed budget
-trains its runs afresh. Where the runs train (here, one after another, or as Ray tasks) is the executor's business
-(:mod:`blockzoo.report.executors`); the rules above and the results do not depend on it.
+``runs/<variant>/seed<k>-<config hash>`` (plus ``-<fingerprint>`` of an image folder's contents), so runs of another
+budget or of a changed image folder live beside it and are never mixed into this leaderboard, and ``results.json``
+records the hash of every run. An interrupted compare, started again with the same arguments, skips finished runs
+and resumes the unfinished one from its last checkpoint; one with a changed budget trains its runs afresh. Where the
+runs train (here, one after another, or as Ray tasks) is the executor's business (:mod:`blockzoo.report.executors`);
+the rules above and the results do not depend on it.
 """
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ def _profile_variant(model_name: str, slots: dict[str, Any], in_chans: int, num_
 def run_compare(cfg: CompareConfig, *, console: Any = None,
                 on_run_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the comparison and write the reports; returns the results dict (also results.json)."""
-    from blockzoo.data import load_split
+    from blockzoo.data import data_fingerprint, load_split
     from blockzoo.train import TrainConfig, config_hash
 
     spec = get_model_spec(cfg.model)
@@ -156,6 +157,8 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
         slots = {**cfg.model_kwargs, **cfg.fixed, **v}
         profiles[variant_label(v)] = _profile_variant(cfg.model, slots, in_chans, num_classes, image_size,
                                                       cfg.latency_batch, base_train.threads)
+    # an image folder's contents are part of a run's identity: a changed folder trains new runs in new folders
+    data_fp = data_fingerprint(base_train.data)
     grid = []
     # seed-major order: an interrupted compare still has every variant at the first seeds
     for seed in cfg.seeds:
@@ -164,8 +167,9 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
             tcfg = dataclasses.replace(base_train, slots={**cfg.fixed, **v}, model_kwargs=dict(cfg.model_kwargs),
                                        seed=seed)
             h = config_hash(tcfg)
-            tcfg.out_dir = str(out / "runs" / _safe(label) / f"seed{seed}-{h}")
-            grid.append(CompareRun(label, seed, tcfg, h))
+            run_name = f"seed{seed}-{h}" + (f"-{data_fp[:8]}" if data_fp else "")
+            tcfg.out_dir = str(out / "runs" / _safe(label) / run_name)
+            grid.append(CompareRun(label, seed, tcfg, h, data_fp))
     done = executor.run(grid, train_set, test_set, console=console, on_run_end=on_run_end)
     runs: dict[str, dict[int, dict[str, Any]]] = {variant_label(v): {} for v in variants}
     for r in grid:

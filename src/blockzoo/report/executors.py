@@ -45,14 +45,17 @@ class CompareRun:
     seed: int
     config: Any  # blockzoo.train.TrainConfig
     config_hash: str
+    data_fingerprint: str | None = None  # blockzoo.data.data_fingerprint of config.data
 
     @property
     def key(self) -> tuple[str, int]:
         return self.label, self.seed
 
 
-def finished_run(run_dir: Path, h: str) -> dict[str, Any] | None:
-    """The result of the finished run in ``run_dir`` if it was trained with the configuration of hash ``h``."""
+def finished_run(run_dir: Path, h: str, data_fp: str | None = None) -> dict[str, Any] | None:
+    """The result of the finished run in ``run_dir`` if it was trained with the configuration of hash ``h`` (and, for
+    an image folder, on its contents as they are now: ``data_fp``; else :func:`~blockzoo.train.train` refuses the
+    folder, naming the fix)."""
     from blockzoo.train import config_hash
 
     try:
@@ -60,6 +63,8 @@ def finished_run(run_dir: Path, h: str) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None  # not finished (or torn): train() resumes it from its checkpoint
     if not isinstance(res, dict) or not isinstance(res.get("config"), dict) or config_hash(res["config"]) != h:
+        return None
+    if data_fp is not None and res.get("data_fingerprint") not in (None, data_fp):
         return None
     return {**res, "config_hash": h}
 
@@ -69,7 +74,7 @@ def run_one(run: CompareRun, train_set: Any, test_set: Any, console: Any = None)
     which starts the run or resumes it (the folder holds nothing or this very configuration)."""
     from blockzoo.train import train
 
-    res = finished_run(Path(run.config.out_dir), run.config_hash)
+    res = finished_run(Path(run.config.out_dir), run.config_hash, run.data_fingerprint)
     if res is not None:
         return res, False
     if console is not None:
@@ -125,7 +130,7 @@ class RayExecutor:
         results: dict[tuple[str, int], dict[str, Any]] = {}
         todo = []
         for r in runs:  # finished runs are reused without a task
-            res = finished_run(Path(r.config.out_dir), r.config_hash)
+            res = finished_run(Path(r.config.out_dir), r.config_hash, r.data_fingerprint)
             if res is None:
                 todo.append(r)
             else:

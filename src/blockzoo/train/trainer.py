@@ -81,7 +81,7 @@ RESULT_KEYS = ("config", "config_hash", "model", "model_class", "params", "datas
                "best_test_acc", "best_epoch", "time_to_acc", "epochs_to_acc", "wall_time_s", "train_time_s",
                "eval_time_s", "img_per_s", "lr_peak", "weight_decay", "warmup_steps", "total_steps", "precision",
                "device", "device_name", "threads", "torch_version", "python_version", "deterministic",
-               "resumed_from_epoch", "stopped_reason", "run_dir", "world_size")
+               "resumed_from_epoch", "stopped_reason", "run_dir", "world_size", "data_fingerprint")
 #: on CUDA, how often (in steps) the accumulated losses are checked for NaN/inf.
 GPU_CHECK_EVERY = 25
 
@@ -422,11 +422,23 @@ def _stored_config(files: _RunFiles) -> dict[str, Any]:
     return cfg
 
 
-def _plan_run(cfg: TrainConfig, files: _RunFiles) -> str:
+def _stored_fingerprint(files: _RunFiles) -> str | None:
+    """The image-folder fingerprint the run in the folder was trained with (``None``: a registered dataset, or a run
+    from before fingerprints)."""
+    try:
+        if files.last.exists():
+            return (read_metadata(files.last).get("extra") or {}).get("trainer", {}).get("data_fingerprint")
+        return json.loads(files.result.read_text(encoding="utf-8")).get("data_fingerprint")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _plan_run(cfg: TrainConfig, files: _RunFiles, data_fp: str | None = None) -> str:
     """What to do with the run folder: ``"fresh"`` (start over), ``"resume"`` (continue its checkpoint) or
     ``"report"`` (a finished run without checkpoint: return its result.json); ``cfg`` is validated, so --resume and
     --overwrite are not both set. Reads files, never changes one:
-    a folder holding a run with other settings is refused here, before anything is touched."""
+    a folder holding a run with other settings, or trained on an image folder whose contents have changed since
+    (``data_fp``: :func:`blockzoo.data.data_fingerprint`), is refused here, before anything is touched."""
     has_ckpt, has_result = files.last.exists(), files.result.exists()
     if cfg.overwrite or not (has_ckpt or has_result):
         return "fresh"
@@ -439,6 +451,12 @@ def _plan_run(cfg: TrainConfig, files: _RunFiles) -> str:
                  "--out" if has_ckpt else "it has no checkpoint to resume: pass --overwrite to replace it or choose "
                  "another --out")
         raise ConfigError(f"{str(files.dir)!r} already holds a run with other settings ({changes}); {fixes}.")
+    stored_fp = _stored_fingerprint(files) if data_fp is not None else None
+    if stored_fp is not None and stored_fp != data_fp:
+        raise ConfigError(f"{str(files.dir)!r} holds a run trained on the image folder {cfg.data!r} as it was: its "
+                          f"files have changed since (added, removed or modified); pass --overwrite to train again "
+                          f"on the folder as it is now{', or --resume to continue on it' if has_ckpt else ''}, or "
+                          f"choose another --out.")
     return "resume" if has_ckpt else "report"
 
 
@@ -487,7 +505,9 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = Non
     device = dist.device
     amp = amp_settings(cfg.precision, device)  # an unsupported precision fails before any data is loaded
     files = _RunFiles(Path(cfg.out_dir))  # type: ignore[arg-type]
-    plan = _plan_run(cfg, files)
+    from blockzoo.data import data_fingerprint
+    data_fp = data_fingerprint(cfg.data)  # an image folder's contents (a registered dataset: None)
+    plan = _plan_run(cfg, files, data_fp)
     if plan == "report":
         return json.loads(files.result.read_text(encoding="utf-8"))
     with process_group(dist), _global_settings(cfg, device):
@@ -496,6 +516,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = Non
         model, model_name, spec = _prepare_model(cfg, model, train_set)
         run = _Run(cfg, device, amp, files, model, model_name, spec, train_set, test_set, wall_start, dist)
         run.open_run_dir(resume=plan == "resume")
+        run.st["data_fingerprint"] = data_fp     # checkpointed with the trainer state, reported in result.json
         run.train_epochs(console, on_epoch_end)
         run.evaluate_if_needed()
         result = run.result()
@@ -862,4 +883,5 @@ class _Run:
             "stopped_reason": st["stopped_reason"],
             "run_dir": str(self.files.dir),
             "world_size": self.dist.world_size,
+            "data_fingerprint": st.get("data_fingerprint"),
         }
