@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "installing torch (pinned CPU build, see constraints.txt) and blockzoo into $(VENV) ..."
 	$(PIP) torch
 	$(PIP) -e '.[test,export,data,log,ray]'
+	@# the speed benchmark's oracle, never a runtime dependency: timm without its torchvision dependency (no working
+	@# build here; benchmarks/timm_shim stands in), so that the benchmark's smoke test runs in the default suite
+	$(PIP) --no-deps timm==1.0.31
+	$(PIP) huggingface_hub pyyaml
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -70,6 +70,7 @@ import torch.nn as nn
 from blockzoo import papers
 from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import LayerScale, layer_scale
+from blockzoo.blocks.common.mlp import to_nhwc
 from blockzoo.blocks.mixers.dilated_reparam import DilatedReparamBlock
 from blockzoo.deploy.reparam import bn_scale_shift, fuse_conv_bn
 from blockzoo.errors import ConfigError
@@ -159,7 +160,7 @@ class UniRepLKNetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.se(self.norm(self.dwconv(x)))
-        y = self.pwconv2(self.grn(self.act(self.pwconv1(y.permute(0, 2, 3, 1))))).permute(0, 3, 1, 2)
+        y = self.pwconv2(self.grn(self.act(self.pwconv1(to_nhwc(y))))).permute(0, 3, 1, 2)
         return x + self.drop_path(self.ls(self.ffn_norm(y)))
 
     # ----------------------------------------------------------------------------------------- deploy
