@@ -138,8 +138,8 @@ class ImageNetStem(nn.Sequential):
     def __init__(self, in_chans: int, width: int, norm: Any = "bn", act: Any = "relu"):
         from blockzoo.blocks.common.layers import make_act, make_norm
 
-        super().__init__(nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), make_norm(norm, width), make_act(act),
-                         nn.MaxPool2d(3, 2, 1))
+        super().__init__(nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), make_norm(norm, width),
+                         make_act(act, inplace=True), nn.MaxPool2d(3, 2, 1))
 
     def out_size(self, size: tuple[int, int] | None) -> tuple[int, int] | None:
         return out_size(out_size(size, 2, 7), 2, 3)
@@ -343,11 +343,16 @@ class Backbone(nn.Module):
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled features: the units of the forward path, then the final modules (gradient checkpointing per unit
-        when :meth:`set_grad_checkpointing` is on and gradients are being recorded)."""
+        """Unpooled features: the units of the forward path, then the final modules (gradient checkpointing per stage
+        unit, as timm, when :meth:`set_grad_checkpointing` is on and gradients are being recorded; the stem runs as
+        is)."""
         ckpt = self.grad_checkpointing and torch.is_grad_enabled()
-        for _, unit in self._units():
-            x = torch.utils.checkpoint.checkpoint(unit, x, use_reentrant=False) if ckpt else unit(x)
+        stages = [e[:-1] for e in self._feature_path if e.endswith(".*")][-1] if ckpt else ""
+        for name, unit in self._units():
+            if ckpt and name.startswith(stages):
+                x = torch.utils.checkpoint.checkpoint(unit, x, use_reentrant=False)
+            else:
+                x = unit(x)
         return self._forward_final(x)
 
     def _take_indices(self, indices: int | Sequence[int] | None) -> list[int]:
@@ -420,8 +425,9 @@ class Backbone(nn.Module):
         return take
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each unit of the forward path in the backward pass instead of keeping its activations
-        (``torch.utils.checkpoint``, non-reentrant): less memory, about one more forward of compute."""
+        """Recompute each stage unit (``model.stages[i]`` / ``layers[i]`` ...) in the backward pass instead of keeping
+        its activations (``torch.utils.checkpoint``, non-reentrant): less memory, about one more forward of
+        compute."""
         self.grad_checkpointing = bool(enable)
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:

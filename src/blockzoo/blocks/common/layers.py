@@ -109,9 +109,14 @@ for _name, (_cls, _paper, _summary) in _ACTS.items():
         _make_act_ctor(_cls))
 
 
-def make_act(act) -> nn.Module:
-    """Build an activation from a slot value (name, ``name(kw=...)``, or callable)."""
-    return build_slot("act", act, None)
+def make_act(act, inplace: bool = False) -> nn.Module:
+    """Build an activation from a slot value (name, ``name(kw=...)``, or callable). ``inplace``: where the
+    activation has an in-place form (ReLU, ReLU6, SiLU, Hardswish, ELU), compute it in place -- only for an input
+    that nothing else reads afterwards (a norm's or a residual sum's output; autograd refuses any other use)."""
+    m = build_slot("act", act, None)
+    if inplace and isinstance(getattr(m, "inplace", None), bool):
+        m.inplace = True
+    return m
 
 
 def make_norm(norm, channels: int, **kw) -> nn.Module:

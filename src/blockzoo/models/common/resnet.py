@@ -50,7 +50,7 @@ class _ResidualUnit(nn.Module):
         self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
         self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
         self.drop_path = make_drop_path(drop_path)
-        self.act = make_act(act)
+        self.act = make_act(act, inplace=True)   # on the fresh residual sum, as timm / torchvision
 
     def _merge(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         return self.act(self.merge(self.shortcut(x), self.drop_path(self.attn(branch))))
@@ -91,7 +91,7 @@ class Bottleneck(_ResidualUnit):
         out_planes = planes * self.expansion
         self.conv1 = nn.Conv2d(in_planes, width, 1, bias=False)
         self.bn1 = make_norm(norm, width)
-        self.act1 = make_act(act)
+        self.act1 = make_act(act, inplace=True)   # on the norm's output
         self.conv2 = build_slot("conv", conv, width, ctx("conv", feat_size), out_channels=width, stride=stride,
                                 groups=groups, norm=norm, act=act)
         feat_out = out_size(feat_size, stride)
@@ -152,7 +152,7 @@ class ResNet(Backbone):
             feat = self.track_module(self.stem, feat)
         elif stem in ("cifar", "small"):
             self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False), make_norm(norm, stem_width),
-                                      make_act(act))
+                                      make_act(act, inplace=True))
         else:
             raise ConfigError(f"{model_name}: stem must be 'imagenet' or 'small'/'cifar', got {stem!r}")
         self.add_feature("stem.2", stem_width, reduction=2 if stem == "imagenet" else 1)  # the stem's act (timm)
