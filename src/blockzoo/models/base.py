@@ -73,6 +73,15 @@ def to_size(img_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)  # type: ignore
 
 
+def _step_size(step: Any, size: tuple[int, int]) -> tuple[int, int]:
+    """The size after one recorded step of a backbone's spatial path: a module with ``out_size`` or a
+    ``(kernel, stride, padding, dilation)`` conv/pool."""
+    if isinstance(step, nn.Module):
+        return step.out_size(size)
+    kernel, stride, padding, dilation = step
+    return out_size(size, stride, kernel, padding, dilation)
+
+
 class PerBlock:
     """A slot value chosen block by block: ``fn(stage_idx, block_idx) -> slot value`` (see the module docstring).
 
@@ -240,11 +249,7 @@ class Backbone(nn.Module):
                     return where, (max(size[0], 0), max(size[1], 0)), need
                 continue
             if not failed:
-                if isinstance(step, nn.Module):
-                    size = step.out_size(size)
-                else:
-                    kernel, stride, padding, dilation = step
-                    size = out_size(size, stride, kernel, padding, dilation)
+                size = _step_size(step, size)
                 failed = min(size) < 1                        # the conv itself cannot run: name the next stage
         return None
 
@@ -315,11 +320,8 @@ class Backbone(nn.Module):
         for step in self._size_plan:
             if step is None:
                 return None
-            if isinstance(step, nn.Module):
-                size = step.out_size(size)
-            elif step[0] != "stage":
-                kernel, stride, padding, dilation = step
-                size = out_size(size, stride, kernel, padding, dilation)
+            if not (isinstance(step, tuple) and step[0] == "stage"):
+                size = _step_size(step, size)
         return round(_NOMINAL / size[0])
 
     def _units(self) -> list[tuple[str, nn.Module]]:
@@ -337,6 +339,19 @@ class Backbone(nn.Module):
             units.append((entry, self.get_submodule(entry)))
         return units
 
+    @property
+    def _stages_name(self) -> str:
+        """The stage container: the last ``"name.*"`` entry of ``_feature_path`` (``"stages"``, ``"layers"`` ...)."""
+        return [e[:-2] for e in self._feature_path if e.endswith(".*")][-1]
+
+    def _last_unit(self, take: list[int], names: list[str]) -> int:
+        """The position on the forward path of the last unit the feature maps ``take`` need (-1: none)."""
+        return max((names.index(self.feature_info[i]["module"]) for i in take), default=-1)
+
+    def _to_identity(self, name: str) -> None:
+        parent, _, child = name.rpartition(".")
+        setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+
     def _forward_final(self, x: torch.Tensor) -> torch.Tensor:
         for name in self._final_path:
             x = self.get_submodule(name)(x)
@@ -347,7 +362,7 @@ class Backbone(nn.Module):
         unit, as timm, when :meth:`set_grad_checkpointing` is on and gradients are being recorded; the stem runs as
         is)."""
         ckpt = self.grad_checkpointing and torch.is_grad_enabled()
-        stages = [e[:-1] for e in self._feature_path if e.endswith(".*")][-1] if ckpt else ""
+        stages = self._stages_name + "." if ckpt else ""
         for name, unit in self._units():
             if ckpt and name.startswith(stages):
                 x = torch.utils.checkpoint.checkpoint(unit, x, use_reentrant=False)
@@ -385,7 +400,7 @@ class Backbone(nn.Module):
         units = self._units()
         names = [name for name, _ in units]
         wanted = {self.feature_info[i]["module"] for i in take}
-        last = max((names.index(w) for w in wanted), default=-1)
+        last = self._last_unit(take, names)
         stop = last if (stop_early or intermediates_only) else len(units) - 1
         maps = []
         for name, unit in units[:stop + 1]:
@@ -407,19 +422,16 @@ class Backbone(nn.Module):
         the pooling head and classifier. Returns the feature indices kept."""
         take = self._take_indices(indices)
         units = self._units()
-        names = [name for name, _ in units]
-        last = max(names.index(self.feature_info[i]["module"]) for i in take) if take else -1
+        last = self._last_unit(take, [name for name, _ in units])
         for name, _ in units[last + 1:]:
-            parent, _, child = name.rpartition(".")
-            setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+            self._to_identity(name)
         if prune_norm or last < len(units) - 1:
             for name in self._final_path:
-                parent, _, child = name.rpartition(".")
-                setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
-        if prune_head:
-            keep = {e[:-2] if e.endswith(".*") else e for e in (*self._feature_path, *self._final_path)}
+                self._to_identity(name)
+        if prune_head:   # every top-level module off the forward path: pooling head, dropout, classifier ...
+            keep = {e.split(".")[0] for e in (*self._feature_path, *self._final_path)}
             for name, _ in list(self.named_children()):
-                if name.split(".")[0] not in {k.split(".")[0] for k in keep}:
+                if name not in keep:
                     setattr(self, name, nn.Identity())
             self.num_classes = 0
         return take
@@ -434,9 +446,8 @@ class Backbone(nn.Module):
         """timm's parameter groups (layer-wise learning-rate decay): ``stem`` (the modules before the stages), then
         ``blocks``: one group per stage (``coarse``) or per block, the final modules last; the head is left out
         (timm puts unmatched parameters in the last group)."""
-        stages = [e[:-2] for e in self._feature_path if e.endswith(".*")][-1]
-        before = [e[:-2] if e.endswith(".*") else e for e in self._feature_path[:self._feature_path.index(
-            stages + ".*")]]
+        stages = self._stages_name
+        before = [e.removesuffix(".*") for e in self._feature_path[:self._feature_path.index(stages + ".*")]]
         c = re.escape(stages)
         stem = "^(?:" + "|".join(re.escape(b) for b in before) + r")\." if before else r"^$"
         final = [(r"^(?:" + "|".join(re.escape(f) for f in self._final_path) + r")\.", (99999,))] \
