@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 
 from blockzoo.errors import ConfigError
+from blockzoo.files import atomic_write
 
 from .core import DataError, Dataset
 from .fetch import cache_root
@@ -252,15 +252,10 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
 def _write_cache(folder: Path, key: str, arrays: dict[str, Any]) -> None:
     """Atomic write (temporary file + rename), then removal of older caches and of stale temporary files."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:   # a file object: np.savez would append .npz to a path
                 np.savez(f, **arrays)
-            os.replace(tmp, folder / f"{key}.npz")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(folder / f"{key}.npz", write)
         now = time.time()
         for old in folder.iterdir():
             stale_tmp = old.suffix == ".tmp" and now - old.stat().st_mtime > _STALE_TMP_S

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from torch import nn
 
 from blockzoo.checks import check_choice
 from blockzoo.errors import ConfigError, InputShapeError
+from blockzoo.files import atomic_write
 
 __all__ = ["EXPORT_FORMATS", "export_model"]
 
@@ -56,24 +56,6 @@ def _outputs(y: Any) -> list[torch.Tensor]:
         return list(y)
     raise ConfigError(f"export_model exports models whose forward returns a tensor or a list of tensors, got "
                       f"{type(y).__name__}")
-
-
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary file next to ``path``, then move it over ``path`` (never a half-written file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _require_onnx(check: bool) -> None:
@@ -169,10 +151,10 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
         with torch.no_grad():
             expected = _outputs(model(example))
             if format == "onnx":
-                _atomic_write(path, _write_onnx(model, example, len(expected), dynamic))
+                atomic_write(path, _write_onnx(model, example, len(expected), dynamic))
             else:
                 program = _export_program(model, example, dynamic)
-                _atomic_write(path, lambda tmp: _save_program(program, tmp))
+                atomic_write(path, lambda tmp: _save_program(program, tmp))
             result: dict[str, Any] = {"format": format, "path": path, "max_abs_diff": None, "rtol": rtol,
                                       "atol": atol, "ok": None}
             if check:

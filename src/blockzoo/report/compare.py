@@ -24,9 +24,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
+import io
 import itertools
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from typing import Any
 
 from blockzoo.env import machine
 from blockzoo.errors import ConfigError
+from blockzoo.files import atomic_write, atomic_write_text
 from blockzoo.registry import create_model, get_model_spec, parse_slot_value
 from blockzoo.report.executors import CompareRun, make_executor
 from blockzoo.report.html import write_html_report
@@ -234,13 +235,13 @@ def leaderboard_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 def write_reports(results: dict[str, Any], out: Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "results.json", json.dumps(results, indent=2, default=str))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
     rows = leaderboard_rows(results)
-    with open(out / "leaderboard.csv.tmp", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(out / "leaderboard.csv.tmp", out / "leaderboard.csv")
+    table = io.StringIO()
+    w = csv.DictWriter(table, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "leaderboard.csv", table.getvalue())
     b, mach = results["budget"], results["machine"]
     head = [
         f"# blockzoo compare: {results['model']} on {results['data']}",
@@ -266,7 +267,7 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         head.append(f"- Command: `{results['config']['command']}`")
     head += ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     head += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
-    _atomic_text(out / "leaderboard.md", "\n".join(head) + "\n")
+    atomic_write_text(out / "leaderboard.md", "\n".join(head) + "\n")
     plot_tradeoff(results, out / "tradeoff.png")
     write_html_report(results, out)
 
@@ -280,12 +281,6 @@ def _augmentation_words(b: dict[str, Any]) -> str:
         if b.get(key):
             words.append(f"{name} {b[key]:g}")
     return ", ".join(words) or "none"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def plot_tradeoff(results: dict[str, Any], path: Path) -> None:
@@ -309,7 +304,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> None:
     b = results["budget"]
     fig.suptitle(f"{results['model']} on {results['data']}: {b['epochs']} epochs, {results['train_images']} images, "
                  f"{len(b['seeds'])} seeds (error bars: std)", fontsize=10)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 from typing import Any
+
+from blockzoo.files import atomic_write_text
 
 __all__ = ["write_html_report", "render_html_report", "REPORT_FILE"]
 
@@ -119,7 +120,5 @@ def write_html_report(results: dict[str, Any], out: str | Path) -> Path:
         pyplot().close(fig)
     text = render_html_report(results, tradeoff.read_bytes() if tradeoff.is_file() else None, buf.getvalue())
     path = out / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from blockzoo.errors import ConfigError, DataError
+from blockzoo.files import atomic_write
 
 __all__ = ["RunCurves", "load_run", "find_runs", "compare_runs", "curves_figure", "plot_runs", "pyplot"]
 
@@ -148,12 +149,8 @@ def plot_runs(paths: Iterable[str | Path], out: str | Path | IO[bytes], *, title
     try:
         if isinstance(out, (str, os.PathLike)):
             out = Path(out)
-            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-            try:
-                fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".").lower() or "png")
-                os.replace(tmp, out)
-            finally:
-                tmp.unlink(missing_ok=True)
+            fmt = out.suffix.lstrip(".").lower() or "png"
+            atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
         else:
             fig.savefig(out, dpi=110, format="png")
     finally:

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from blockzoo.errors import CheckpointError
+from blockzoo.files import atomic_write
 
 __all__ = [
     "CheckpointError", "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "read_metadata",
@@ -163,27 +163,11 @@ def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor
     """Write ``tensors`` + ``metadata`` to ``path`` atomically (temp file in the same dir, fsync, ``os.replace``).
 
     A ``sha256`` of the tensor data and the metadata is added to the metadata."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
     tensors = _prepare(tensors)
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta["sha256"] = _digest(tensors, meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(d)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))   # the rename itself survives a crash
 
 
 def _read(path: str | os.PathLike, *, map_location: str | torch.device = "cpu", fix: str,

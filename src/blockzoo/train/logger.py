@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from blockzoo.errors import ConfigError
+from blockzoo.files import atomic_write_text
 
 __all__ = ["LOG_BACKENDS", "STEP_KEYS", "STEPS_FILE", "EPOCHS_FILE", "TENSORBOARD_DIR", "parse_log", "RunLogger"]
 
@@ -144,7 +145,6 @@ def _append_rows(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 def _truncate_csv(path: Path, key: str, keep_upto: int) -> None:
     """Keep the header and the rows whose ``key`` column is <= ``keep_upto`` (a torn last row of a killed run is
     dropped); 0 -> the file is removed."""
-    from .trainer import _atomic_write_text  # the trainer's atomic text write (imported late: it imports us)
 
     if not path.exists():
         return
@@ -159,7 +159,7 @@ def _truncate_csv(path: Path, key: str, keep_upto: int) -> None:
     header, col = rows[0], rows[0].index(key)
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *(r for r in rows[1:] if len(r) == len(header) and _upto(r[col], keep_upto))])
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _upto(cell: str, limit: int) -> bool:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from blockzoo.env import device_name
 from blockzoo.errors import BlockzooError, CheckpointError, ConfigError
+from blockzoo.files import atomic_write_text
 
 from .checkpoint import (
     load_checkpoint,
@@ -199,19 +200,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _json_default(o: Any) -> Any:
@@ -471,7 +459,7 @@ def _rewrite_metrics(path: Path, keep_upto_epoch: int) -> None:
                     lines.append(line)
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # a torn last line from a killed run
-    _atomic_write_text(path, "".join(line + "\n" for line in lines))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 # ------------------------------------------------------------------------------------------------------------- train
@@ -521,7 +509,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, train_set: Any = Non
         run.evaluate_if_needed()
         result = run.result()
     if dist.is_main:
-        _atomic_write_text(files.result, json.dumps(result, indent=2, default=_json_default) + "\n")
+        atomic_write_text(files.result, json.dumps(result, indent=2, default=_json_default) + "\n")
     return result
 
 

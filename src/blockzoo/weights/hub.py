@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from blockzoo.errors import CheckpointError, ConfigError
+from blockzoo.files import atomic_write
 from blockzoo.weights.timm_map import timm_counterpart
 
 __all__ = ["HUB_URL", "cache_dir", "timm_weights_file"]
@@ -61,13 +61,8 @@ def _download(repo: str, url: str, dest: Path, timeout: float) -> Path:
             return Path(hf_hub_download(repo, "model.safetensors"))
         except Exception as e:   # its HTTP / offline errors differ between versions
             raise OSError(f"{type(e).__name__}: {e}") from e
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+    def download(tmp: str) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(dest, download)
     return dest
