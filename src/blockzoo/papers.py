@@ -24,6 +24,10 @@ SILU = Paper("Searching for Activation Functions", 2017, "arXiv", "1710.05941", 
 MOBILENETV3 = Paper("Searching for MobileNetV3", 2019, "ICCV", "1905.02244", authors="Howard et al.")
 ISQRTCOV = Paper("Towards Faster Training of Global Covariance Pooling Networks by Iterative Matrix Square Root "
                  "Normalization", 2018, "CVPR", "1712.01034", authors="Li et al.")
+VIT = Paper("An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale", 2021, "ICLR", "2010.11929",
+            url="https://github.com/google-research/vision_transformer", authors="Dosovitskiy et al.")
+DEIT = Paper("Training data-efficient image transformers & distillation through attention", 2021, "ICML", "2012.12877",
+             url="https://github.com/facebookresearch/deit", authors="Touvron et al.")
 
 # Inventory papers (ids from papers.md)
 ECA = Paper("ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", 2020, "CVPR", "1910.03151",
@@ -72,3 +76,15 @@ FFNET = Paper("MetaMixer Is All You Need", 2024, "arXiv", "2406.02021", id="S040
               url="https://github.com/ysj9909/FFNet", authors="Yun et al.")
 AIRBENCH = Paper("94% on CIFAR-10 in 3.29 Seconds on a Single GPU", 2024, "arXiv", "2404.00498",
                  url="https://github.com/KellerJordan/cifar10-airbench", authors="Jordan")
+CONVIT = Paper("ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases", 2021, "ICML",
+               "2103.10697", id="S021", url="https://github.com/facebookresearch/convit", authors="d'Ascoli et al.")
+SRET = Paper("Sliced Recursive Transformer", 2022, "ECCV", "2111.05297", id="S030",
+             url="https://github.com/szq0214/SReT", authors="Shen, Liu & Xing")
+DEEPVIT = Paper("DeepViT: Towards Deeper Vision Transformer", 2021, "arXiv", "2103.11886", id="S033",
+                url="https://github.com/zhoudaquan/dvit_repo", authors="Zhou et al.")
+HALONET = Paper("Scaling Local Self-Attention for Parameter Efficient Visual Backbones", 2021, "CVPR", "2103.12731",
+                id="S066", authors="Vaswani et al.")
+SWINV2 = Paper("Swin Transformer V2: Scaling Up Capacity and Resolution", 2022, "CVPR", "2111.09883", id="S078",
+               url="https://github.com/microsoft/Swin-Transformer", authors="Liu et al.")
+SWIN = Paper("Swin Transformer: Hierarchical Vision Transformer using Shifted Windows", 2021, "ICCV", "2103.14030",
+             id="S085", url="https://github.com/microsoft/Swin-Transformer", authors="Liu et al.")
