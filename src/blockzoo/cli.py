@@ -383,11 +383,23 @@ def _train_fields(compare: bool = False) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig) if f.name not in skip]
 
 
+#: the value of a training flag that was not given (the recipe's default, else the field's, applies)
+_NOT_GIVEN = argparse.SUPPRESS
+
+
 def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     """One flag per TrainConfig field (``foo_bar`` -> ``--foo-bar``), generated from the fields and their ``help`` /
     ``choices`` metadata so that the CLI never drifts; booleans are ``--x`` / ``--no-x``. Value ranges are checked
-    by :meth:`TrainConfig.validate`."""
+    by :meth:`TrainConfig.validate`. ``--recipe`` picks the defaults of the flags not given
+    (:data:`blockzoo.train.config.RECIPES`)."""
+    from blockzoo.train.config import RECIPES
+
     g = p.add_argument_group("training recipe (TrainConfig fields)")
+    fast = ", ".join(f"{k}={v}" for k, v in RECIPES["fast"].items())
+    g.add_argument("--recipe", choices=tuple(RECIPES), default="default",
+                   help="the defaults of the flags below: default (as listed), or fast (the speed-run recipe of "
+                        f"blockzoo.train.speedrun, for 28-32 px images: {fast}); flags given explicitly win "
+                        "(default: default)")
     for f, tp in _train_fields(compare):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
@@ -396,16 +408,24 @@ def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> No
         if "names" in f.metadata:
             text += f": {', '.join(f.metadata['names']())}"
         if base is bool:
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=_NOT_GIVEN,
                            help=f"{text} (default: {'on' if default else 'off'})")
             continue
         kw: dict[str, Any] = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
-        g.add_argument(flag, type=base if base in (int, float, str) else str, default=default,
+        g.add_argument(flag, type=base if base in (int, float, str) else str, default=_NOT_GIVEN,
                        help=text if default is None else f"{text} (default: {default})", **kw)
 
 
 def _train_kwargs(a: argparse.Namespace, *, compare: bool = False) -> dict[str, Any]:
-    return {f.name: getattr(a, f.name) for f, _ in _train_fields(compare)}
+    """The TrainConfig fields of the parsed flags: those given, else the ``--recipe``'s default, else the field's."""
+    from blockzoo.train.config import RECIPES
+
+    preset = RECIPES[getattr(a, "recipe", "default")]
+    out = {}
+    for f, _ in _train_fields(compare):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out[f.name] = getattr(a, f.name) if hasattr(a, f.name) else preset.get(f.name, default)
+    return out
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -435,7 +455,14 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from blockzoo.registry import get_model_spec
-    from blockzoo.report.compare import CompareConfig, expand_variants, leaderboard_rows, parse_vary, run_compare
+    from blockzoo.report.compare import (
+        CompareConfig,
+        detectable_words,
+        expand_variants,
+        leaderboard_rows,
+        parse_vary,
+        run_compare,
+    )
     from blockzoo.train import TrainConfig
 
     get_model_spec(a.model)
@@ -460,14 +487,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
     res = run_compare(cfg, console=con)
     rows = leaderboard_rows(res)
     keep = [k for k in rows[0] if k in ("variant", "params", "MACs (M)", "test acc % (mean ± std)",
-                                        "Δ vs baseline (pp)", "paired p") or k.startswith("latency")]
-    short = {"MACs (M)": "MMACs", "test acc % (mean ± std)": "test acc %", "Δ vs baseline (pp)": "Δ pp",
-             "paired p": "p"}
+                                        "TTA acc % (mean ± std)", "Δ vs baseline (pp)", "paired p")
+            or k.startswith("latency")]
+    short = {"MACs (M)": "MMACs", "test acc % (mean ± std)": "test acc %", "TTA acc % (mean ± std)": "TTA acc %",
+             "Δ vs baseline (pp)": "Δ pp", "paired p": "p"}
     b = res["budget"]
     con.print(_table(f"{res['model']} on {res['data']}: {b['epochs']} epochs, {res['train_images']} training "
                      f"images, seeds {b['seeds']}",
                      [short.get(k, "ms bs1" if k.startswith("latency") else k) for k in keep],
                      [[r[k] for k in keep] for r in rows]))
+    con.print(_esc(detectable_words(res)))
     con.print(f"[bold]wrote[/] {_esc(out)}/leaderboard.md (full table and budget), leaderboard.csv, results.json, "
               f"tradeoff.png, report.html")
     return 0

@@ -37,6 +37,18 @@ def test_help_everywhere(cmd, capsys):
     assert "usage" in capsys.readouterr().out
 
 
+def test_recipe_sets_the_defaults_of_the_flags_not_given():
+    from blockzoo.cli import _train_kwargs, build_parser
+    from blockzoo.train.config import RECIPES
+    p = build_parser()
+    fast = _train_kwargs(p.parse_args(["train", "speednet", "--recipe", "fast", "--label-smoothing", "0.1",
+                                       "--no-lookahead"]))
+    assert fast["label_smoothing"] == 0.1 and fast["lookahead"] is False      # given explicitly (= the defaults)
+    assert all(fast[k] == v for k, v in RECIPES["fast"].items() if k not in ("label_smoothing", "lookahead"))
+    plain = _train_kwargs(p.parse_args(["compare", "resnet20", "--vary", "attn=none,se"]), compare=True)
+    assert plain == {k: v for k, v in TrainConfig().to_dict().items() if k in plain}
+
+
 def test_train_help_one_default_each_with_description_and_choices(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -112,6 +112,9 @@ def test_tiny_compare_writes_all_outputs_and_resumes(tmp_path):
     assert len(eca["test_acc"]) == 2 and eca["vs_baseline"]["n"] == 2
     md = (tmp_path / "leaderboard.md").read_text()
     assert "attn=none (baseline)" in md and "MACs" in md and "seeds [0, 1]" in md
+    d = data["detectable_diff"]   # from the one non-baseline variant's paired differences
+    assert d["seeds"] == 2 and d["std_diff"] == pytest.approx(eca["vs_baseline"]["std_diff"])
+    assert "cannot be told from noise" in md and "TTA" not in md
     # a second run with the same arguments retrains nothing
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*/result.json")}
     assert len(mtimes) == 4
@@ -155,3 +158,19 @@ def test_compare_on_an_image_folder_with_a_test_subset(tmp_path, make_image_fold
     now = {p.name for p in (out / "runs" / "attn=eca").iterdir()}
     assert first < now and len(now) == 2
     assert json.loads((out / "results.json").read_text())["train_images"] == 47
+
+
+def test_detectable_words_and_the_tta_column():
+    """The detectable-difference sentence (or why there is none), and the TTA column only when runs report one."""
+    assert "fewer than 2 seeds" in compare.detectable_words({"detectable_diff": None})
+    d = compare._detectable([{"vs_baseline": {"n": 3, "std_diff": 0.003}}, {"vs_baseline": {"n": 3,
+                                                                                            "std_diff": 0.004}}])
+    assert d["std_diff"] == pytest.approx(0.005 / 2 ** 0.5) and d["seeds"] == 3
+    assert "3 seeds" in compare.detectable_words({"detectable_diff": d})
+    row = {"label": "a", "params": 1, "macs": 1e6, "latency_ms": None, "latency_batch": 1, "train_time_s_mean": 1.0,
+           "train_img_per_s_mean": 1.0, "test_acc": [0.9, 0.92], "test_acc_mean": 0.91, "test_acc_std": 0.01,
+           "test_acc_min": 0.9, "test_acc_max": 0.92, "vs_baseline": {"mean_diff": 0.0, "std_diff": 0.0,
+                                                                    "p_value": None}}
+    assert "TTA acc % (mean ± std)" not in compare.leaderboard_rows({"variants": [row]})[0]
+    tta = compare.leaderboard_rows({"variants": [{**row, "tta_acc_mean": 0.93, "tta_acc_std": 0.002}]})[0]
+    assert tta["TTA acc % (mean ± std)"] == "93.00 ± 0.20"

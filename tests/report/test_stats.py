@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from blockzoo.report.stats import betainc, mean_std, paired_ttest, t_sf2
+from blockzoo.report.stats import betainc, detectable_difference, mean_std, paired_ttest, t_quantile, t_sf2
 
 
 def test_mean_std():
@@ -33,3 +33,15 @@ def test_paired_ttest():
     assert paired_ttest([0.9], [0.8]).p_value is None
     with pytest.raises(ValueError):
         paired_ttest([1.0], [1.0, 2.0])
+
+
+def test_t_quantile_and_detectable_difference():
+    """Upper quantiles from the tables; the detectable difference of a paired test: (t_{a/2} + t_{1-power}) s/sqrt(n)
+    (5 seeds, s = 0.2 pp: (2.776 + 0.941) * 0.2 / sqrt(5) = 0.332 pp)."""
+    assert t_quantile(0.025, 4) == pytest.approx(2.776, abs=1e-3)
+    assert t_quantile(0.2, 4) == pytest.approx(0.941, abs=1e-3)
+    assert t_quantile(0.025, 1e6) == pytest.approx(1.960, abs=1e-3)
+    assert detectable_difference(0.2, 5) == pytest.approx((2.7764 + 0.9410) * 0.2 / math.sqrt(5), rel=1e-3)
+    assert detectable_difference(0.2, 1) is None
+    with pytest.raises(ValueError):
+        t_quantile(0.7, 3)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from blockzoo.errors import ConfigError
 from blockzoo.train import (
     TrainConfig,
 )
@@ -41,3 +42,23 @@ def test_data_and_augmentation_options(tmp_path):
     (tmp_path / "my images" / "train").mkdir(parents=True)
     assert TrainConfig(data=str(tmp_path / "my images")).resolved().out_dir == "runs/resnet20-my images-seed0"
     assert TrainConfig(data="FashionMNIST").resolved().out_dir == "runs/resnet20-fashion-mnist-seed0"
+
+
+def test_recipes_are_presets_of_fields():
+    """A recipe sets defaults only (fields given win); ``fast`` is the speed run's recipe with airbench's summed-loss
+    lr and weight decay converted to the trainer's mean loss (same per-step update and decay)."""
+    from blockzoo.train.config import RECIPES
+    from blockzoo.train.speedrun import SPEEDRUN_DEFAULTS as sr
+    fast = TrainConfig.from_recipe("fast", model="speednet").validate()
+    assert fast.model == "speednet" and fast.lookahead and fast.data_init and fast.test_time_aug == 2
+    for k in ("epochs", "batch_size", "momentum", "label_smoothing"):
+        assert getattr(fast, k) == sr[k], k
+    assert fast.norm_lr_scale == sr["bias_scaler"] and fast.schedule == "airbench"
+    assert fast.warmup_epochs / fast.epochs == sr["warmup"]
+    kilo = 1 + 1 / (1 - sr["momentum"])            # airbench: lr / (1024 * kilo) on a loss summed over 1024
+    assert fast.lr == pytest.approx(sr["lr"] / kilo)
+    assert fast.lr * fast.weight_decay == pytest.approx(sr["weight_decay"] / kilo)
+    assert TrainConfig.from_recipe("fast", epochs=3, lookahead=False).epochs == 3
+    assert TrainConfig.from_recipe("default") == TrainConfig() and RECIPES["default"] == {}
+    with pytest.raises(ConfigError, match="--recipe"):
+        TrainConfig.from_recipe("quick")

@@ -25,6 +25,17 @@ def test_schedule_values_by_hand():
     assert lr_at(50, peak_lr=1.0, total_steps=10, warmup_steps=2) == pytest.approx(1 / 8)
 
 
+def test_airbench_schedule_is_the_speed_runs():
+    """``airbench``: from 0.2 x peak to the peak over the warm-up, then linear to 0: by hand, and step for step the
+    schedule of blockzoo.train.speedrun (the fast recipe's trainer run follows the speed run's curve)."""
+    from blockzoo.train.speedrun import airbench_schedule
+    assert LRSchedule(1.0, 10, 2, "airbench").curve() == pytest.approx(
+        [0.2, 0.6, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+    t = 290
+    ours = LRSchedule(1.0, t, int(0.2 * t), "airbench").curve()
+    assert ours == pytest.approx(list(airbench_schedule(t, 0.2)[:t]), abs=1e-12)
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 def test_schedule_shapes(schedule):
     s = LRSchedule(0.4, 1000, 100, schedule)

@@ -467,3 +467,77 @@ def test_hard_labels_of_soft_targets():
     y = torch.tensor([2, 0])
     assert torch.equal(_hard_labels(y), y)
     assert torch.equal(_hard_labels(torch.tensor([[0.2, 0.0, 0.8], [0.6, 0.4, 0.0]])), y)
+
+
+# ------------------------------------------------------------------------------- the fast recipe's mechanics
+def test_norm_lr_scale_group_keeps_the_decay_per_step():
+    """--norm-lr-scale: norm parameters get lr x s and weight decay / s (airbench's bias_scaler), others unchanged."""
+    m = TinyBN()
+    opt = build_optimizer(m, TrainConfig(lr=0.1, weight_decay=1e-3, wd_norm_bias=True, norm_lr_scale=64.0).resolved())
+    decay, norm = opt.param_groups
+    assert {id(p) for p in norm["params"]} == {id(m.bn.weight), id(m.bn.bias)}
+    assert id(m.fc.bias) in {id(p) for p in decay["params"]}
+    assert norm["lr_scale"] == 64.0 and norm["weight_decay"] * norm["lr_scale"] == pytest.approx(1e-3)
+    assert decay["lr_scale"] == 1.0 and decay["weight_decay"] == 1e-3
+
+
+class _DataInit(TinyBN):
+    """TinyBN with the --data-init hooks, recording their calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        self.calls.append(("init", tuple(images.shape)))
+        with torch.no_grad():
+            self.conv.weight.mul_(0.5)
+
+    def on_train_epoch(self, epoch: int) -> None:
+        self.calls.append(("epoch", epoch))
+
+
+FAST_MECHANICS = dict(lookahead=True, norm_lr_scale=8.0, wd_norm_bias=True, schedule="airbench", data_init=True,
+                      test_time_aug=2, label_smoothing=0.2)
+
+
+def test_fast_recipe_mechanics_resume_exactly_and_report_tta(tmp_path, data_256):
+    """Lookahead (EMA in the checkpoint), the norm lr group, the airbench schedule, the data-dependent init (new runs
+    only) and the final TTA evaluation: killed after epoch 2 and resumed, the run is bit-identical to an
+    uninterrupted one; the EMA weights are the result; final_tta_acc is evaluate(tta_level=2) of the final model."""
+    tr, te = data_256
+    torch.manual_seed(0)
+    a = _DataInit()
+    res = train(seeded_cfg_for(tmp_path / "a", **FAST_MECHANICS), a, tr, te)
+    assert a.calls == [("init", (256, 1, 8, 8)), ("epoch", 1), ("epoch", 2), ("epoch", 3)]   # all 256 < 5000
+    assert tuple(res) == RESULT_KEYS and res["tta_eval_time_s"] > 0
+    from blockzoo.data import Loader
+    loader = Loader(te, 64, train=False)
+    assert res["final_tta_acc"] == evaluate(a, loader, precision="bf16", tta_level=2)["acc"]
+    assert res["final_test_acc"] == evaluate(a, loader, precision="bf16")["acc"]
+
+    def kill_at_2(m):
+        if m["epoch"] == 2:
+            raise Killed
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        train(seeded_cfg_for(tmp_path / "b", **FAST_MECHANICS), _DataInit(), tr, te, on_epoch_end=kill_at_2)
+    b = _DataInit()
+    res_b = train(seeded_cfg_for(tmp_path / "b", **FAST_MECHANICS, resume=True), b, tr, te)
+    assert b.calls == [("epoch", 3)]            # no data init when resuming
+    assert res_b["final_test_acc"] == res["final_test_acc"] and res_b["final_tta_acc"] == res["final_tta_acc"]
+    sa, sb = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
+    assert set(sa) == set(sb) and any("lookahead" in k for k in sa)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_lookahead_checkpoint_is_required_to_resume_with_lookahead(tmp_path, data_256):
+    tr, te = data_256
+
+    def kill_at_1(m):
+        raise Killed
+    with pytest.raises(Killed):
+        train(seeded_cfg_for(tmp_path, epochs=2), TinyBN(), tr, te, on_epoch_end=kill_at_1)
+    with pytest.raises(CheckpointError, match="lookahead"), pytest.warns(UserWarning, match="changed settings"):
+        train(seeded_cfg_for(tmp_path, epochs=2, lookahead=True, resume=True), TinyBN(), tr, te)

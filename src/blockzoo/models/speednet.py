@@ -105,6 +105,7 @@ class SpeedNet(Backbone):
             raise ConfigError(f"widths must be three positive channel counts, got {widths!r}")
         self.model_name, self.in_chans, self.widths = model_name, in_chans, tuple(int(w) for w in widths)
         self.logit_scale = float(logit_scale)
+        self.whiten_bias_epochs = 3   # airbench94's whiten_bias_train_steps, in epochs (see on_train_epoch)
         k = int(whiten_kernel)
         self.whiten = nn.Conv2d(in_chans, 2 * in_chans * k * k, k, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
@@ -139,6 +140,17 @@ class SpeedNet(Backbone):
             g.init_weights()
         if self.whiten.bias is not None:
             nn.init.zeros_(self.whiten.bias)
+
+    # the trainer's --data-init hooks (blockzoo.train: the fast recipe)
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """airbench's data-dependent init: the whitening conv from normalised training ``images``
+        (:func:`init_whitening`)."""
+        init_whitening(self, images)
+
+    def on_train_epoch(self, epoch: int) -> None:
+        """airbench trains the whitening bias for the first :attr:`whiten_bias_epochs` epochs only."""
+        if self.whiten.bias is not None:
+            self.whiten.bias.requires_grad_(epoch <= self.whiten_bias_epochs)
 
     def _reset_classifier(self, num_classes: int, head: Any) -> None:
         super()._reset_classifier(num_classes, head)

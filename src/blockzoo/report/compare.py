@@ -39,7 +39,7 @@ from blockzoo.files import atomic_write, atomic_write_text
 from blockzoo.registry import create_model, get_model_spec, parse_slot_value
 from blockzoo.report.executors import CompareRun, make_executor
 from blockzoo.report.html import write_html_report
-from blockzoo.report.stats import mean_std, paired_ttest
+from blockzoo.report.stats import detectable_difference, mean_std, paired_ttest
 
 __all__ = ["CompareConfig", "parse_vary", "expand_variants", "variant_label", "run_compare", "write_reports"]
 
@@ -179,6 +179,7 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
         label = variant_label(v)
         rows = runs[label]
         accs = [float(rows[s]["final_test_acc"]) for s in cfg.seeds if s in rows]
+        tta = [rows[s].get("final_tta_acc") for s in cfg.seeds if s in rows]
         times = [float(rows[s].get("train_time_s", float("nan"))) for s in cfg.seeds if s in rows]
         ips = [float(rows[s].get("img_per_s") or float("nan")) for s in cfg.seeds if s in rows]
         m, sd = mean_std(accs)
@@ -189,6 +190,8 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
             "test_acc": accs, "test_acc_mean": m, "test_acc_std": sd,
             "test_acc_min": min(accs) if accs else None, "test_acc_max": max(accs) if accs else None,
             "train_time_s_mean": mean_std(times)[0], "train_img_per_s_mean": mean_std(ips)[0],
+            **({"tta_acc": tta, "tta_acc_mean": mean_std(tta)[0], "tta_acc_std": mean_std(tta)[1]}
+               if tta and None not in tta else {}),
         })
     base = results["variants"][0]
     for row in results["variants"]:
@@ -197,13 +200,39 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
         common = [s for s in cfg.seeds if s in a and s in b]
         test = paired_ttest([a[s] for s in common], [b[s] for s in common])
         row["vs_baseline"] = test.to_dict()
+    results["detectable_diff"] = _detectable(results["variants"][1:])
     results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     results["budget"] = {k: getattr(base_train.resolved(), k) for k in (
         "data", "subset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "label_smoothing",
-        "precision", "channels_last", "augment", "test_subset", "img_size", "aa", "reprob", "mixup", "cutmix")}
+        "precision", "channels_last", "augment", "test_subset", "img_size", "aa", "reprob", "mixup", "cutmix",
+        "lookahead", "norm_lr_scale", "data_init", "test_time_aug")}
     results["budget"]["seeds"] = list(cfg.seeds)
     write_reports(results, out)
     return results
+
+
+def _detectable(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How large a difference to the baseline these seeds can detect: the pooled standard deviation of the paired
+    differences over the non-baseline variants, and :func:`~blockzoo.report.stats.detectable_difference` (paired
+    t-test, alpha 0.05, power 0.8) at the number of seeds. ``None`` with fewer than 2 seeds or no other variant."""
+    done = [r["vs_baseline"] for r in rows if r["vs_baseline"]["n"] >= 2]
+    if not done:
+        return None
+    n = min(v["n"] for v in done)
+    sd = (sum(v["std_diff"] ** 2 for v in done) / len(done)) ** 0.5
+    return {"seeds": n, "std_diff": sd, "diff": detectable_difference(sd, n), "alpha": 0.05, "power": 0.8}
+
+
+def detectable_words(results: dict[str, Any]) -> str:
+    """One sentence on the smallest difference the comparison can detect (or why it cannot say)."""
+    d = results.get("detectable_diff")
+    if not d:
+        return ("With fewer than 2 seeds per variant no difference can be tested: use --seeds 3 or more to tell "
+                "noise from an effect.")
+    return (f"With {d['seeds']} seeds and a seed-to-seed spread of the paired differences of "
+            f"{100 * d['std_diff']:.2f} pp, differences smaller than about {100 * d['diff']:.2f} pp cannot be told "
+            f"from noise (paired t-test, alpha {d['alpha']}, power {d['power']}); more seeds shrink this as "
+            f"1/sqrt(seeds).")
 
 
 # ------------------------------------------------------------------------------------------------------- reports
@@ -223,6 +252,8 @@ def leaderboard_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"latency ms (bs{r['latency_batch']})": "n/a" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}",
             "train s/run": f"{r['train_time_s_mean']:.1f}", "train img/s": f"{r['train_img_per_s_mean']:.0f}",
             "test acc % (mean ± std)": f"{_fmt_pct(r['test_acc_mean'])} ± {_fmt_pct(r['test_acc_std'])}",
+            **({"TTA acc % (mean ± std)": f"{_fmt_pct(r['tta_acc_mean'])} ± {_fmt_pct(r['tta_acc_std'])}"}
+               if "tta_acc_mean" in r else {}),
             "min–max %": f"{_fmt_pct(r['test_acc_min'])}–{_fmt_pct(r['test_acc_max'])}",
             "n": len(r["test_acc"]),
             "Δ vs baseline (pp)": "—" if r["label"] == base_label else
@@ -251,11 +282,11 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         f"{results['image_size'][0]}x{results['image_size'][1]} px; seeds {b['seeds']}.",
         f"- Recipe: {b['optimizer']} lr {b['lr']:g}, wd {b['weight_decay']:g}, {b['schedule']} schedule, "
         f"label smoothing {b['label_smoothing']}, batch {b['batch_size']}, precision {b['precision']}, "
-        f"channels_last {b['channels_last']}, augmentation {_augmentation_words(b)}.",
+        f"channels_last {b['channels_last']}, augmentation {_augmentation_words(b)}{_technique_words(b)}.",
         f"- Machine: {mach['cpu']}, {mach['threads']} threads, torch {mach['torch']}"
         + (f", GPU {mach['cuda']}" if mach.get("cuda") else "") + ".",
         "- Accuracy: final-epoch test accuracy, mean ± sample std over seeds. Δ: paired difference to the baseline "
-        "over the same seeds; p: two-sided paired t-test (weak with few seeds).",
+        "over the same seeds; p: two-sided paired t-test (weak with few seeds). " + detectable_words(results),
         "- MACs: multiply-accumulates per image at the training resolution (FLOPs = 2 x MACs), counted with "
         "blockzoo.profile (torch FlopCounterMode formulas). Latency: median forward time in eval mode, fp32, after "
         "warm-up. train s/run: training time per run, evaluation excluded.",
@@ -275,12 +306,23 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
 def _augmentation_words(b: dict[str, Any]) -> str:
     """``crop+flip, RandAugment rand-m9-n2, MixUp 0.8`` ... for the recipe line (older results lack the new keys)."""
     words = ["crop+flip"] if b["augment"] else []
+    if b.get("test_time_aug"):
+        words.append(f"test-time augmentation level {b['test_time_aug']} (TTA column)")
     if b.get("aa"):
         words.append(f"RandAugment {b['aa']}")
     for key, name in (("reprob", "random erasing p"), ("mixup", "MixUp alpha"), ("cutmix", "CutMix alpha")):
         if b.get(key):
             words.append(f"{name} {b[key]:g}")
     return ", ".join(words) or "none"
+
+
+def _technique_words(b: dict[str, Any]) -> str:
+    """``, lookahead EMA, norm lr x64, data-dependent init`` (the fast recipe's extras) or nothing."""
+    words = [text for key, text in (("lookahead", "lookahead EMA"), ("data_init", "data-dependent init"))
+             if b.get(key)]
+    if b.get("norm_lr_scale", 1.0) != 1.0:
+        words.append(f"norm lr x{b['norm_lr_scale']:g}")
+    return "".join(f", {w}" for w in words)
 
 
 def plot_tradeoff(results: dict[str, Any], path: Path) -> None:

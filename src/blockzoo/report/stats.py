@@ -88,3 +88,25 @@ def paired_ttest(a: list[float], b: list[float]) -> PairedTest:
         return PairedTest(n, m, s, 0.0 if m == 0 else math.copysign(math.inf, m), 1.0 if m == 0 else 0.0)
     t = m / (s / math.sqrt(n))
     return PairedTest(n, m, s, t, t_sf2(t, n - 1))
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The upper ``q`` quantile of Student's t: the ``t`` with ``P(T >= t) = q`` (``0 < q <= 0.5``), by bisection
+    on :func:`t_sf2`."""
+    if not 0 < q <= 0.5:
+        raise ValueError(f"t_quantile needs 0 < q <= 0.5, got {q}")
+    lo, hi = 0.0, 1e3
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if t_sf2(mid, df) > 2 * q else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def detectable_difference(std_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest true mean difference a two-sided paired t-test at level ``alpha`` detects with probability
+    ``power`` over ``n`` pairs whose differences have standard deviation ``std_diff``:
+    ``(t_{alpha/2, n-1} + t_{1-power, n-1}) * std_diff / sqrt(n)`` (the usual normal-approximation formula with t
+    quantiles). ``None`` for fewer than 2 pairs."""
+    if n < 2 or not math.isfinite(std_diff):
+        return None
+    return (t_quantile(alpha / 2, n - 1) + t_quantile(1 - power, n - 1)) * std_diff / math.sqrt(n)

@@ -22,10 +22,10 @@ from blockzoo.errors import ConfigError
 
 from .logger import parse_log
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "DEFAULT_TTA_THRESHOLDS"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "DEFAULT_TTA_THRESHOLDS", "RECIPES"]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "cosine", "constant", "airbench")
 PRECISIONS = ("bf16", "fp32", "amp", "fp16")
 DEFAULT_TTA_THRESHOLDS = (0.90, 0.92, 0.93, 0.94)
 
@@ -34,6 +34,8 @@ SGD_LR_PER_128 = 0.1
 ADAMW_LR = 2e-3
 SGD_WEIGHT_DECAY = 5e-4
 ADAMW_WEIGHT_DECAY = 0.05
+#: airbench's step-size normaliser for momentum 0.85: 1 + 1 / (1 - momentum)
+_AIRBENCH_KILO = 1 + 1 / (1 - 0.85)
 
 
 def _dataset_names() -> list[str]:
@@ -90,10 +92,14 @@ class TrainConfig:
     weight_decay: float | None = _opt(None, "weight decay (default: sgd 5e-4, adamw 0.05); not applied to biases "
                                             "and other 1-D parameters unless --wd-norm-bias")
     wd_norm_bias: bool = _opt(False, "apply weight decay to biases and norm scales/shifts too")
+    norm_lr_scale: float = _opt(1.0, "learning-rate multiplier for the scales/shifts of norm layers (airbench: "
+                                     "64); their weight decay is divided by it, so they decay at the same rate per "
+                                     "step as the other parameters")
     clip_grad_norm: float | None = _opt(None, "clip the global gradient L2 norm to this value (default: no "
                                               "clipping)")
     schedule: str = _opt("onecycle", "LR schedule after the linear warm-up: onecycle (linear decay to 0), cosine "
-                                     "(cosine decay to 0) or constant", choices=SCHEDULES)
+                                     "(cosine decay to 0), constant, or airbench (from 0.2 x peak up to the peak over "
+                                     "the warm-up, then linear to 0)", choices=SCHEDULES)
     warmup_epochs: float = _opt(1.0, "linear warm-up in epochs (may be fractional; capped at half of the run so "
                                      "that short runs still anneal)")
     label_smoothing: float = _opt(0.1, "label smoothing of the training loss, in [0, 1) (the reported test loss is "
@@ -110,6 +116,14 @@ class TrainConfig:
                              "alpha) (timm's --mixup); 0 = off")
     cutmix: float = _opt(0.0, "CutMix alpha (timm's --cutmix); with --mixup as well, each batch uses one of the "
                               "two, chosen with probability 1/2; 0 = off")
+    lookahead: bool = _opt(False, "airbench's weight averaging: every 5 steps the weights move to an EMA of "
+                                  "themselves (decay 0.95^5 x (step / total)^3); the EMA is installed at the end")
+    data_init: bool = _opt(False, "a new run starts with the model's data-dependent initialisation where it has "
+                                  "one (init_from_data: SpeedNet's whitening conv, set from 5000 training images, "
+                                  "its bias trained for 3 epochs), timed as training")
+    test_time_aug: int = _opt(0, "also report the final test accuracy with test-time augmentation (final_tta_acc): "
+                                 "1 = mean of the image and its mirror, 2 = airbench's level 2 (plus the mirrored "
+                                 "pairs shifted by one pixel diagonally); 0 = off", choices=(0, 1, 2))
     seed: int = _opt(0, "seeds torch, numpy, random and the data order")
     deterministic: bool = _opt(False, "deterministic algorithms and cuDNN for the run: on CPU a resumed run is "
                                       "bit-identical to an uninterrupted one with the same thread count; best "
@@ -149,7 +163,7 @@ class TrainConfig:
                 check_int(getattr(self, name), _flag(name), min_value=1)
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
-        for name in ("lr", "clip_grad_norm", "max_train_time_s"):
+        for name in ("lr", "clip_grad_norm", "max_train_time_s", "norm_lr_scale"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), _flag(name))
         for name in ("weight_decay", "warmup_epochs"):
@@ -192,6 +206,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_recipe(cls, recipe: str, **fields: Any) -> TrainConfig:
+        """A config with the :data:`RECIPES` preset ``recipe`` as the defaults and ``fields`` on top."""
+        check_choice(recipe, "--recipe", tuple(RECIPES))
+        return cls(**{**RECIPES[recipe], **fields})
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`~blockzoo.errors.ConfigError` naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
@@ -199,6 +219,22 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**d)
+
+
+#: Named presets of TrainConfig fields (``blockzoo train/compare --recipe NAME``, :meth:`TrainConfig.from_recipe`):
+#: a recipe only sets the defaults of these fields (flags given explicitly win), so a run records and hashes the
+#: values it used, never the recipe's name.
+#:
+#: ``fast``: the speed-run recipe of :mod:`blockzoo.train.speedrun` (airbench's). airbench gives lr and weight decay
+#: "per 1024 examples" of a *summed* loss, divided by ``1 + 1 / (1 - momentum)``; for this trainer's mean loss at
+#: batch 1024 that is lr = 11.5 / 7.667 = 1.5 and a per-step decay of 0.0153 / 7.667, i.e. weight_decay = that / lr.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": dict(epochs=5, batch_size=1024, eval_batch_size=2000, optimizer="sgd", lr=11.5 / _AIRBENCH_KILO,
+                 momentum=0.85, nesterov=True, weight_decay=0.0153 / _AIRBENCH_KILO / (11.5 / _AIRBENCH_KILO),
+                 wd_norm_bias=True, norm_lr_scale=64.0, schedule="airbench", warmup_epochs=1.0, label_smoothing=0.2,
+                 augment=True, lookahead=True, data_init=True, test_time_aug=2),
+}
 
 
 def _check_data_options(cfg: TrainConfig) -> None:

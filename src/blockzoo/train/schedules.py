@@ -12,7 +12,9 @@ Shapes (``s`` = 0-based step, ``W`` = warm-up steps, ``T`` = total steps):
   alone; momentum is not cycled). The last step ends at ``peak / (T - W)``;
 * ``cosine``: then ``peak * 0.5 * (1 + cos(pi * (s - W) / (T - W)))`` (Loshchilov & Hutter, SGDR,
   arXiv:1608.03983, single cycle, no restarts), ending near 0;
-* ``constant``: then ``peak``.
+* ``constant``: then ``peak``;
+* ``airbench``: its own warm-up, ``peak * (0.2 + 0.8 * s / W)`` for ``s < W`` (from 0.2 x peak), then
+  ``peak * (T - s) / (T - W)`` (airbench94's triangular schedule, as :func:`blockzoo.train.speedrun.airbench_schedule`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 
 __all__ = ["lr_at", "LRSchedule", "warmup_steps_for"]
 
-_SCHEDULES = ("onecycle", "cosine", "constant")
+_SCHEDULES = ("onecycle", "cosine", "constant", "airbench")
+AIRBENCH_START = 0.2
 
 
 def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
@@ -43,11 +46,13 @@ def lr_at(step: int, *, peak_lr: float, total_steps: int, warmup_steps: int = 0,
         raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
     s = min(max(int(step), 0), total_steps - 1)
     if s < warmup_steps:
+        if schedule == "airbench":
+            return peak_lr * (AIRBENCH_START + (1 - AIRBENCH_START) * s / warmup_steps)
         return peak_lr * (s + 1) / warmup_steps
     if schedule == "constant":
         return peak_lr
     span = total_steps - warmup_steps  # >= 1 here because s >= warmup_steps and s < total_steps
-    if schedule == "onecycle":
+    if schedule in ("onecycle", "airbench"):
         return peak_lr * (total_steps - s) / span
     return peak_lr * 0.5 * (1.0 + math.cos(math.pi * (s - warmup_steps) / span))
 

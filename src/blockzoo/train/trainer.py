@@ -64,6 +64,7 @@ from .config import TrainConfig
 from .distributed import DistEnv, from_environment, process_group
 from .logger import EPOCHS_FILE, STEPS_FILE, RunLogger, parse_log
 from .schedules import LRSchedule, warmup_steps_for
+from .speedrun import Lookahead, predict_tta
 
 __all__ = ["train", "evaluate", "NonFiniteLossError", "build_optimizer", "resolve_device", "amp_settings",
            "result_config", "config_hash", "config_diff", "RESULT_FIELDS", "NON_RESULT_FIELDS", "METRIC_KEYS",
@@ -82,9 +83,12 @@ RESULT_KEYS = ("config", "config_hash", "model", "model_class", "params", "datas
                "best_test_acc", "best_epoch", "time_to_acc", "epochs_to_acc", "wall_time_s", "train_time_s",
                "eval_time_s", "img_per_s", "lr_peak", "weight_decay", "warmup_steps", "total_steps", "precision",
                "device", "device_name", "threads", "torch_version", "python_version", "deterministic",
-               "resumed_from_epoch", "stopped_reason", "run_dir", "world_size", "data_fingerprint")
+               "resumed_from_epoch", "stopped_reason", "run_dir", "world_size", "data_fingerprint", "final_tta_acc",
+               "tta_eval_time_s")
 #: on CUDA, how often (in steps) the accumulated losses are checked for NaN/inf.
 GPU_CHECK_EVERY = 25
+#: ``--data-init``: how many training images a model's ``init_from_data`` sees (airbench's whitening: 5000).
+DATA_INIT_IMAGES = 5000
 
 
 class NonFiniteLossError(BlockzooError, RuntimeError):
@@ -130,20 +134,32 @@ def _autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None) ->
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW over two parameter groups: with weight decay (weights of >= 2 dims) and without
     (biases, norm scales/shifts and other 1-D/0-D parameters), unless ``cfg.wd_norm_bias`` puts all in the first.
-    Expects a resolved config (``lr``/``weight_decay`` not None)."""
-    decay, no_decay = [], []
+    With ``cfg.norm_lr_scale != 1`` the parameters of norm layers form a third group whose learning rate is scaled
+    by it (each group's ``lr_scale``, applied at every step) and whose weight decay is divided by it (the same decay
+    per step). Expects a resolved config (``lr``/``weight_decay`` not None)."""
+    scale = float(cfg.norm_lr_scale)
+    norm_ids = ({id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
+                if scale != 1.0 else set())
+    decay, no_decay, norm = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if not cfg.wd_norm_bias and (p.ndim <= 1 or name.endswith(".bias")):
+        if id(p) in norm_ids:
+            norm.append(p)
+        elif not cfg.wd_norm_bias and (p.ndim <= 1 or name.endswith(".bias")):
             no_decay.append(p)
         else:
             decay.append(p)
     wd = float(cfg.weight_decay or 0.0)
-    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": wd, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+              {"params": norm, "weight_decay": wd / scale if cfg.wd_norm_bias else 0.0, "lr_scale": scale}]
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ConfigError(f"{type(model).__name__} has no trainable parameters")
@@ -218,12 +234,14 @@ def _thr_key(t: float) -> str:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: str | torch.device = "cpu",
              max_batches: int | None = None, num_classes: int | None = None,
-             dist: DistEnv | None = None) -> dict[str, Any]:
+             dist: DistEnv | None = None, tta_level: int = 0) -> dict[str, Any]:
     """Mean cross-entropy (no label smoothing) and top-1 accuracy of ``model`` over ``loader`` (batches of
     ``(x, y)`` already on ``device``). Runs in eval mode (restored afterwards) with one host sync at the end.
     Returns ``{"loss", "acc", "n"}``; with ``num_classes`` also ``"confusion"``: the ``num_classes`` x
     ``num_classes`` counts (row: true class, column: predicted class) as nested lists. ``dist``: each process
-    evaluated its shard of the test set; the totals are summed over the processes (a collective call)."""
+    evaluated its shard of the test set; the totals are summed over the processes (a collective call).
+    ``tta_level``: test-time augmentation (:func:`blockzoo.train.speedrun.predict_tta`; shifted images are filled
+    with the normalised black of the loader's dataset)."""
     device = torch.device(device)
     enabled, dtype, _ = amp_settings(precision, device)
     was_training = model.training
@@ -233,12 +251,13 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
     confusion = None if num_classes is None else torch.zeros(num_classes * num_classes, device=device,
                                                              dtype=torch.int64)
     n = 0
+    pad = _black(loader.dataset, device) if tta_level else 0.0
     try:
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
             with _autocast(device, enabled, dtype):
-                out = model(x)
+                out = predict_tta(model, x, tta_level, pad) if tta_level else model(x)
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
             pred = out.argmax(1)
             correct += (pred == y).sum()
@@ -257,6 +276,11 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
     if confusion is not None:
         res["confusion"] = confusion.view(num_classes, num_classes).tolist()
     return res
+
+
+def _black(ds: Any, device: torch.device) -> torch.Tensor:
+    """A black pixel of dataset ``ds`` after normalisation, per channel (the fill of test-time translations)."""
+    return (-torch.tensor(ds.mean) / torch.tensor(ds.std)).to(device)
 
 
 # ---------------------------------------------------------------------------------------------------------- progress
@@ -596,6 +620,7 @@ class _Run:
         self.loss_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.float32)
         self.correct_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.int64)
         self.check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
+        self.lookahead = Lookahead(model) if cfg.lookahead else None
         # a missing TensorBoard fails here, before any work; only rank 0 logs
         self.logger = RunLogger(files.dir, parse_log(cfg.log) if dist.is_main else ())
 
@@ -632,6 +657,13 @@ class _Run:
             raise CheckpointError(f"{str(self.files.last)!r} has an invalid trainer state; the file is corrupt. Fix: "
                                   f"delete it, or rerun with --overwrite to start from scratch")
         self.st.update(trainer_state)
+        if self.lookahead is not None:
+            ema = meta["extra"].get("lookahead")
+            if not isinstance(ema, dict) or set(ema) != set(self.lookahead.ema):
+                raise CheckpointError(f"{str(self.files.last)!r} holds no lookahead average for this model (saved "
+                                      f"without --lookahead?). Fix: rerun with the settings it was saved with, or "
+                                      f"with --overwrite to start from scratch")
+            self.lookahead.ema = {k: v.to(self.device) for k, v in ema.items()}
         if "max_steps_per_epoch" not in trainer_state:  # written by an older blockzoo: the step count bounds it
             self.st["max_steps_per_epoch"] = int(meta["step"])
         self.start_epoch = self.resumed_from = self.ckpt_epoch = int(meta["epoch"])
@@ -645,6 +677,8 @@ class _Run:
         self.st["max_steps_per_epoch"] = max(int(self.st["max_steps_per_epoch"]), self.steps_per_epoch)
         bar = _Progress(cfg.progress and self.dist.is_main, console, self.total_steps,
                         min(self.global_step, self.total_steps))
+        if self.start_epoch == 0 and self.global_step == 0:
+            self._data_init()
         try:
             for epoch in range(first_epoch, cfg.epochs + 1):
                 self.epoch_reached = epoch
@@ -658,9 +692,30 @@ class _Run:
             bar.close()
             self.logger.close()
 
+    def _data_init(self) -> None:
+        """``--data-init`` on a new run: the model's ``init_from_data(images)`` with the first
+        :data:`DATA_INIT_IMAGES` images of a seeded class-stratified draw of the training set (normalised, no
+        augmentation), timed as training (the same images on every process)."""
+        init = getattr(self.model, "init_from_data", None)
+        if not self.cfg.data_init or init is None:
+            return
+        from blockzoo.data import Loader, take_subset
+
+        t0 = time.perf_counter()
+        ds = self.train_set
+        if len(ds) > DATA_INIT_IMAGES:
+            ds = take_subset(ds, DATA_INIT_IMAGES, self.cfg.seed)
+        x, _ = next(iter(Loader(ds, len(ds), train=False, device=self.device)))
+        init(x)
+        self.st["train_time_s"] = float(self.st["train_time_s"]) + time.perf_counter() - t0
+
     def _train_epoch(self, epoch: int, bar: _Progress) -> dict[str, Any]:
-        """One pass over the training loader (stopping early at the time budget); returns the epoch's counters."""
+        """One pass over the training loader (stopping early at the time budget); returns the epoch's counters.
+        With ``--data-init`` a model's ``on_train_epoch(epoch)`` is called first (SpeedNet freezes its whitening
+        bias after airbench's 3 epochs)."""
         cfg, st = self.cfg, self.st
+        if cfg.data_init and hasattr(self.model, "on_train_epoch"):
+            self.model.on_train_epoch(epoch)
         if hasattr(self.train_loader, "set_epoch"):
             self.train_loader.set_epoch(epoch - 1)
         self.dist.seed_stochastic_layers(cfg.seed, epoch)
@@ -702,7 +757,7 @@ class _Run:
         cfg, model, optimizer, scaler = self.cfg, self.model, self.optimizer, self.scaler
         lr = ep["lr"] = self.schedule(self.global_step)
         for g in optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         with _autocast(self.device, self.amp_on, self.amp_dtype):
             out = self.net(x)
             loss = self.criterion(out.float(), y)
@@ -730,6 +785,8 @@ class _Run:
         ep["images"] += int(y.shape[0])
         ep["steps"] = i + 1
         self.global_step += 1
+        if self.lookahead is not None and self.global_step % 5 == 0:
+            self.lookahead.update(model, 0.95 ** 5 * (self.global_step / self.total_steps) ** 3)
 
     def _finish_epoch(self, epoch: int, ep: dict[str, Any], bar: _Progress) -> dict[str, Any]:
         """Account the epoch, evaluate it when due, write its metrics line and checkpoint; returns the metrics."""
@@ -742,6 +799,8 @@ class _Run:
         train_acc = float(self.correct_buf[:n_steps].sum().item()) / ep["images"]
         st["last_train"] = {"loss": train_loss, "acc": train_acc}
         last_epoch = epoch == cfg.epochs or st["stopped_reason"] is not None
+        if last_epoch and self.lookahead is not None:
+            self.lookahead.update(self.model, 1.0)   # the run's result is the averaged weights
         test, eval_time = None, 0.0
         if epoch % cfg.eval_every == 0 or last_epoch:
             test, eval_time = self._evaluate_epoch(epoch, ep)
@@ -793,10 +852,14 @@ class _Run:
         if self.dist.is_main:
             save_checkpoint(self.files.last, model=self.model, optimizer=self.optimizer, step=self.global_step,
                             epoch=epoch, config=self.cfg.to_dict(), best_metric=self.st["best_acc"],
-                            scaler=self.scaler, extra={"trainer": self.st}, model_spec=self.spec,
+                            scaler=self.scaler, extra={"trainer": self.st, **self._lookahead_state()},
+                            model_spec=self.spec,
                             steps_per_epoch=int(self.st["max_steps_per_epoch"]))
         self.dist.barrier()  # every process goes on only once the checkpoint is complete
         self.ckpt_epoch = epoch
+
+    def _lookahead_state(self) -> dict[str, Any]:
+        return {"lookahead": self.lookahead.ema} if self.lookahead is not None else {}
 
     # ---------------------------------------------------------------------------------------------- NaN checks
     def _nonfinite(self, loss: float, epoch: int, step_in_epoch: int, global_step: int, lr: float,
@@ -819,7 +882,8 @@ class _Run:
     # ------------------------------------------------------------------------------------------------- result
     def evaluate_if_needed(self) -> None:
         """Evaluate once more when the last epoch reached was not evaluated: only when resuming a run whose last
-        checkpoint was not evaluated (or a finished run with fewer --epochs)."""
+        checkpoint was not evaluated (or a finished run with fewer --epochs); then, with ``--test-time-aug``, the
+        final test-time-augmented evaluation (timed on its own: ``tta_eval_time_s``)."""
         st = self.st
         if st["last_eval"] is None or int(st["last_eval"]["epoch"]) != self.epoch_reached:
             te = time.perf_counter()
@@ -827,6 +891,12 @@ class _Run:
                             dist=self.dist)
             st["eval_time_s"] = float(st["eval_time_s"]) + time.perf_counter() - te
             st["last_eval"] = {"epoch": self.epoch_reached, **test}
+        level = self.cfg.test_time_aug
+        if level and (st.get("tta_eval") or {}).get("epoch") != self.epoch_reached:
+            te = time.perf_counter()
+            test = evaluate(self.model, self.test_loader, precision=self.cfg.precision, device=self.device,
+                            dist=self.dist, tta_level=level)
+            st["tta_eval"] = {"epoch": self.epoch_reached, "acc": test["acc"], "time_s": time.perf_counter() - te}
 
     def result(self) -> dict[str, Any]:
         cfg, st, device = self.cfg, self.st, self.device
@@ -872,4 +942,6 @@ class _Run:
             "run_dir": str(self.files.dir),
             "world_size": self.dist.world_size,
             "data_fingerprint": st.get("data_fingerprint"),
+            "final_tta_acc": (st.get("tta_eval") or {}).get("acc"),
+            "tta_eval_time_s": (st.get("tta_eval") or {}).get("time_s"),
         }
