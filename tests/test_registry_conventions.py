@@ -64,11 +64,11 @@ def test_forward_intermediates_options(name):
         first = m.forward_intermediates(x, indices=[0, -1], intermediates_only=True)
         assert torch.equal(first[0], every[0]) and torch.equal(first[1], every[-1])
         early, maps = m.forward_intermediates(x, indices=[0], stop_early=True)
-        assert torch.equal(early, every[0]) and len(maps) == 1
+        assert torch.equal(m._feature_map(early, x), every[0]) and len(maps) == 1   # a unit's raw output (tokens)
         nhwc = m.forward_intermediates(x, indices=[n - 1], output_fmt="NHWC", intermediates_only=True)[0]
         assert torch.equal(nhwc, every[-1].permute(0, 2, 3, 1))
         normed = m.forward_intermediates(x, indices=[n - 1], norm=True, intermediates_only=True)[0]
-        expect = m._forward_final(every[-1]) if m._final_is_norm else every[-1]
+        expect = m._feature_map(m.forward_features(x), x) if m._final_is_norm else every[-1]
         assert torch.equal(normed, expect)
     for bad in ([n], [-n - 1], 0, n + 1, ["0"]):
         with pytest.raises(ConfigError, match="feature|indices"):

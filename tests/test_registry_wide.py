@@ -75,7 +75,7 @@ def test_model(name):
     with torch.no_grad():
         assert torch.equal(m(x[:1]), m(x[:1]))
         f = m.forward_features(x)
-        assert f.shape[1] == m.num_features
+        assert f.shape[-1 if f.ndim == 3 else 1] == m.num_features   # NCHW maps, or (B, N, C) tokens (ViTs)
         assert m.forward_head(f, pre_logits=True).shape == (2, m.head_hidden_size)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.isfinite(m(x).float()).all()

@@ -12,7 +12,8 @@ import torch
 
 LAYOUTS = Path(__file__).parent / "timm_layouts"
 #: layouts of models over ~20M parameters: filling and running them takes seconds
-SLOW_LAYOUTS = ("resnet50", "seresnet50", "sknet50", "convnext_tiny")
+SLOW_LAYOUTS = ("resnet50", "seresnet50", "sknet50", "convnext_tiny", "swin_tiny_patch4_window7_224",
+                "swinv2_tiny_window8_256")
 
 
 def read_layout(name: str) -> dict:

@@ -1,6 +1,7 @@
 """The common model contract (timm-like) shared by every blockzoo backbone.
 
-``forward_features(x)`` -> unpooled NCHW features with ``num_features`` channels;
+``forward_features(x)`` -> unpooled NCHW features with ``num_features`` channels (token models such as the ViTs:
+tokens ``(B, N, num_features)``, their feature maps reshaped to NCHW by :meth:`Backbone._feature_map`);
 ``forward_head(x, pre_logits=False)`` -> head slot (pooling) -> dropout -> classifier;
 ``reset_classifier(num_classes, global_pool=None)`` (timm's name; ``head=`` too); ``get_classifier()``;
 ``in_chans``, ``num_classes``.
@@ -336,7 +337,10 @@ class Backbone(nn.Module):
                     units.extend((f"{prefix}.{k}", m) for k, m in mod.named_children())
                     continue
                 entry = prefix
-            units.append((entry, self.get_submodule(entry)))
+            # an entry that is no submodule names a method of the model: a step without modules of its own (a ViT's
+            # class token and position embedding)
+            units.append((entry, self.get_submodule(entry) if "." in entry or entry in self._modules
+                          else getattr(self, entry)))
         return units
 
     @property
@@ -351,6 +355,11 @@ class Backbone(nn.Module):
     def _to_identity(self, name: str) -> None:
         parent, _, child = name.rpartition(".")
         setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+
+    def _feature_map(self, x: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+        """The NCHW feature map of a unit's output ``x`` for the model input ``inp``: ``x`` itself (a token model
+        reshapes its patch tokens to the patch grid)."""
+        return x
 
     def _forward_final(self, x: torch.Tensor) -> torch.Tensor:
         for name in self._final_path:
@@ -397,6 +406,7 @@ class Backbone(nn.Module):
         check_choice(output_fmt, "output_fmt", ("NCHW", "NHWC"), owner=f"{self.model_name}.forward_intermediates")
         take = self._take_indices(indices)
         self.check_input(x)
+        inp = x
         units = self._units()
         names = [name for name, _ in units]
         wanted = {self.feature_info[i]["module"] for i in take}
@@ -409,6 +419,7 @@ class Backbone(nn.Module):
                 maps.append(x)
         if norm and self._final_is_norm and maps and last == len(units) - 1:
             maps[-1] = self._forward_final(maps[-1])
+        maps = [self._feature_map(m, inp) for m in maps]
         if output_fmt == "NHWC":
             maps = [m.permute(0, 2, 3, 1) for m in maps]
         if intermediates_only:

@@ -70,7 +70,21 @@ _POOLFORMER: list[Rule] = [
     (r"^stem\.0\.", "stem.conv."), (r"^stages\.(\d+)\.downsample\.0\.", r"stages.\1.downsample.conv."),
     (r"\.ls(\d)\.gamma$", r".layer_scale\1.scale"), (r"^norm_pre\.", "head.norm."), (r"^fc\.", "head.fc."),
 ]
+#: timm ``VisionTransformer`` / ``VisionTransformerDistilled`` (the same module names; timm's classifier ``head``).
+_VIT: list[Rule] = [(r"^fc\.", "head.")]
+#: timm ``ConVit`` (the same module names; timm's classifier ``head``).
+_CONVIT: list[Rule] = [(r"^fc\.", "head.")]
+#: timm ``SwinTransformer`` / ``SwinTransformerV2`` (``models/common/swin.py`` keeps timm's names below the top level).
+_SWIN: list[Rule] = [(r"^stem\.", "patch_embed."), (r"^stages\.", "layers."), (r"^fc\.", "head.fc.")]
 
+#: timm ``ByobNet`` with ``SelfAttnBlock`` + ``HaloAttn`` (``halonet_h1``): ``ConvNormAct`` units ``<unit>.conv`` /
+#: ``.bn``, the halo layer ``self_attn`` (same names inside) and its ``post_attn`` norm.
+_HALONET: list[Rule] = [
+    (r"\.conv([13])\.conv\.", r".conv\1_1x1.conv."), (r"\.conv([13])\.norm\.", r".conv\1_1x1.bn."),
+    (r"\.conv2\.attn\.", ".self_attn."), (r"\.conv2\.norm\.", ".post_attn."),
+    (r"\.shortcut\.0\.", ".shortcut.conv."), (r"\.shortcut\.1\.", ".shortcut.bn."), (r"^fc\.", "head.fc."),
+    (r"^stem\.0\.", "stem.conv1.conv."), (r"^stem\.1\.", "stem.conv1.bn."),   # after the block rules
+]
 #: blocks per stage of MobileNetV2 (the paper's Table 2, n = 1, 2, 3, 4, 3, 3, 1; timm's ``arch_def``).
 _MBV2_DEPTHS = (1, 2, 3, 4, 3, 3, 1)
 #: inside a block: blockzoo ``<conv>.conv`` / ``<conv>.norm`` -> timm; the first block is timm's
@@ -141,6 +155,25 @@ TIMM_MODELS: dict[str, TimmModel] = {
               inception_next_tiny=("inception_next_tiny", "sail_in1k"),
               inception_next_small=("inception_next_small", "sail_in1k")),
     **_family(_POOLFORMER, _MLP_CONV, poolformer_s12=("poolformer_s12", "sail_in1k")),
+    **_family(_HALONET, halonet_h1=("halonet_h1", None)),
+    **_family(_SWIN, swin_tiny_patch4_window7_224=("swin_tiny_patch4_window7_224", "ms_in1k"),
+              swin_small_patch4_window7_224=("swin_small_patch4_window7_224", "ms_in1k"),
+              swin_base_patch4_window7_224=("swin_base_patch4_window7_224", "ms_in1k"),
+              swinv2_tiny_window8_256=("swinv2_tiny_window8_256", "ms_in1k"),
+              swinv2_tiny_window16_256=("swinv2_tiny_window16_256", "ms_in1k"),
+              swinv2_small_window8_256=("swinv2_small_window8_256", "ms_in1k"),
+              swin_nano_patch2_window4_32=(None, None), swinv2_nano_patch2_window4_32=(None, None)),
+    # timm's vit_* weights (AugReg) expect mean = std = 0.5, not the ImageNet statistics pretrained_cfg records:
+    # the published weights of this architecture are loaded through the deit_* names
+    **_family(_VIT, vit_tiny_patch16_224=("vit_tiny_patch16_224", None),
+              vit_small_patch16_224=("vit_small_patch16_224", None),
+              vit_base_patch16_224=("vit_base_patch16_224", None),
+              deit_tiny_patch16_224=("deit_tiny_patch16_224", "fb_in1k"),
+              deit_small_patch16_224=("deit_small_patch16_224", "fb_in1k"),
+              deit_base_patch16_224=("deit_base_patch16_224", "fb_in1k"),
+              deit_tiny_distilled_patch16_224=("deit_tiny_distilled_patch16_224", "fb_in1k")),
+    **_family(_CONVIT, convit_tiny=("convit_tiny", "fb_in1k"), convit_small=("convit_small", "fb_in1k"),
+              convit_base=("convit_base", "fb_in1k")),
 }
 
 
