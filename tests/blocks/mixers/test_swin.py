@@ -92,9 +92,11 @@ def test_shift_mask_by_hand():
     m = window_mask(4, 4, (2, 2), (1, 1))
     assert m.shape == (4, 4, 4)
     assert torch.equal(m[0], torch.zeros(4, 4))                        # rows 0-1, cols 0-1: nothing wrapped
-    split = torch.tensor([[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0]]) * MASK_VALUE
+    def masked(apart):
+        return torch.where(torch.tensor(apart, dtype=torch.bool), MASK_VALUE, 0.0)
+    split = masked([[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0]])
     assert torch.equal(m[1], split)                                    # cols 2 | 3 (wrapped) apart
-    assert torch.equal(m[3], (1 - torch.eye(4)) * MASK_VALUE)           # four regions: each token alone
+    assert torch.equal(m[3], masked(~torch.eye(4, dtype=torch.bool)))  # four regions: each token alone
     assert torch.equal(window_mask(4, 4, (2, 2), (0, 0)), torch.zeros(4, 4, 4))   # no shift, no padding
 
 

@@ -13,7 +13,10 @@ Liu et al., "Swin Transformer: Hierarchical Vision Transformer using Shifted Win
   ``blockzoo.profile.count_macs`` counts for it.
 - Shifted windows (SW-MSA): every second block rolls the map by ``(-M/2, -M/2)`` before partitioning (the paper's
   "cyclic shift", Fig. 4) and back afterwards; tokens that the roll brought together from opposite borders must not
-  attend to each other, so a mask adds ``-100`` (the official constant, not ``-inf``) to their logits.
+  attend to each other, so a mask adds ``-inf`` to their logits (the official code adds ``-100``: the same outputs in
+  float32, where ``exp(-100)`` is a subnormal number far below the other weights' precision, but subnormals are slow
+  on CPUs -- with ``-100`` a Swin-T forward at 128 px took 6x longer, in the Linears after the attention; every query
+  always sees itself, so no row is fully masked).
 - A feature map not larger than the window (official rule; the official code tests ``min(H, W)``, blockzoo each
   axis as timm does, the same for square maps): the window shrinks to the map and the shift is 0 (the last Swin-T
   stage at 224 px: a 7x7 map, one window, no shift). This is decided when the block is built, from the feature size
@@ -53,7 +56,7 @@ __all__ = ["MASK_VALUE", "resolve_heads", "fit_window", "window_partition", "win
            "relative_position_index", "window_mask", "shifted_window_attention", "WindowAttention", "SwinBlock",
            "PatchMerging", "WindowAttention2d", "window_attn"]
 
-MASK_VALUE = -100.0   # the official code's additive mask for token pairs that must not attend to each other
+MASK_VALUE = float("-inf")   # the additive mask for token pairs that must not attend to each other (official: -100)
 _T = "tests/blocks/mixers/test_swin.py::"
 _TM = "tests/models/test_swin.py::"
 Size = tuple[int, int]
@@ -133,7 +136,7 @@ def window_mask(h, w, window: Size, shift: Size, device=None, dtype=torch.float3
         labels.append((pos >= n - s).long() + (pos >= n).long())   # s = 0: nothing wraps (label 0 or 2)
     lab = (labels[0][:, None] * 3 + labels[1][None, :])[None, :, :, None]
     lab = window_partition(lab, window)[0, :, :, 0]                   # (nW, N)
-    return (lab[:, :, None] != lab[:, None, :]).to(dtype) * MASK_VALUE
+    return torch.where(lab[:, :, None] != lab[:, None, :], MASK_VALUE, 0.0).to(dtype)
 
 
 def shifted_window_attention(x: torch.Tensor, attn: nn.Module, window: Size, shift: Size) -> torch.Tensor:
