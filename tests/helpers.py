@@ -221,6 +221,22 @@ class Tiny(nn.Module):
         return self.fc(x)
 
 
+def fit_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float = 1e-3,
+               optimizer=torch.optim.AdamW) -> list[float]:
+    """The losses of ``steps`` optimizer steps of ``model`` (train mode) on one fixed batch: the small-image
+    "it trains" checks of the model tests."""
+    opt = optimizer(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def tiny_synthetic():
     """(train, test): 4-class 8 px grayscale synthetic datasets of 128 / 64 images (the trainer tests' data)."""
     from blockzoo.data.synthetic import make_synthetic

@@ -10,7 +10,7 @@ from blockzoo.analysis.locality import model_nonlocality
 from blockzoo.blocks.common.transformer import Attention
 from blockzoo.blocks.mixers.gpsa import GPSA
 from blockzoo.registry import get_model_spec
-from helpers import check_param_count, macs, meta_params
+from helpers import check_param_count, fit_losses, macs, meta_params
 
 # name -> (exact count: official code / timm, paper Table 1 (whole millions), tolerance vs that rounding)
 PARAMS = {
@@ -128,14 +128,7 @@ def test_small_variant_trains():
     torch.manual_seed(0)
     m = create_model("convit_tiny_patch4_32", in_chans=1)                # Fashion-MNIST-sized: 7x7 patches
     x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(6):
-        loss = torch.nn.functional.cross_entropy(m(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(m, x, y, steps=6, lr=1e-3)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -7,7 +7,7 @@ import torch
 
 from blockzoo import create_model
 from blockzoo.blocks.mixers.halo import HaloAttention
-from helpers import check_param_count, meta_model, meta_params
+from helpers import check_param_count, fit_losses, meta_model, meta_params
 
 # the paper's model table: name -> (exact count of our build, the table's parameters)
 TABLE = {
@@ -77,12 +77,5 @@ def test_small_variant_trains():
     torch.manual_seed(0)
     m = create_model("halonet_h0_small", num_classes=4).train()
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(8):
-        loss = torch.nn.functional.cross_entropy(m(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(m, x, y, steps=8, lr=1e-3, optimizer=torch.optim.Adam)
     assert losses[-1] < 0.5 * losses[0], losses

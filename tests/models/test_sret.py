@@ -10,7 +10,7 @@ from blockzoo import ConfigError, create_model
 from blockzoo.blocks.mixers.sret import SReTBlock
 from blockzoo.models.sret import CONFIGS
 from blockzoo.registry import get_model_spec
-from helpers import check_macs_224, check_param_count, count_macs, meta_model, meta_params, n_params
+from helpers import check_macs_224, check_param_count, count_macs, fit_losses, meta_model, meta_params, n_params
 
 # name -> (exact count = the official SReT.py model built with torch, paper/README count, tolerance of its rounding)
 PARAMS = {
@@ -163,13 +163,5 @@ def test_small_variant_trains():
     torch.manual_seed(0)
     m = create_model("sret_t_small")
     x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    m.train()
-    losses = []
-    for _ in range(10):
-        loss = nn.functional.cross_entropy(m(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(m, x, y, steps=10, lr=1e-3)
     assert min(losses[-3:]) < 0.5 * losses[0], losses

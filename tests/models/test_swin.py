@@ -8,7 +8,7 @@ import torch
 from blockzoo import create_model
 from blockzoo.blocks.mixers.swin import SwinBlock
 from blockzoo.models.common.swin import SwinStage
-from helpers import check_macs_224, check_param_count, count_macs, meta_model, meta_params
+from helpers import check_macs_224, check_param_count, count_macs, fit_losses, meta_model, meta_params
 
 PARAMS = {   # name -> (exact count of our build = the official / timm definition, paper figure, tolerance)
     "swin_tiny_patch4_window7_224": (28_288_354, 28e6, 0.02),
@@ -103,12 +103,5 @@ def test_nano_trains_on_small_images():
     torch.manual_seed(0)
     m = create_model("swin_nano_patch2_window4_32", in_chans=1, num_classes=10)
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
-    opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(6):
-        loss = torch.nn.functional.cross_entropy(m(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(m, x, y, steps=6, lr=2e-3)
     assert losses[-1] < 0.5 * losses[0]

@@ -7,7 +7,7 @@ import torch
 
 from blockzoo import create_model
 from blockzoo.registry import get_model_spec
-from helpers import check_param_count, count_macs, meta_model, meta_params
+from helpers import check_param_count, count_macs, fit_losses, meta_model, meta_params
 
 PARAMS = {   # name -> (exact count = the official / timm definition, paper figure, tolerance)
     "swinv2_tiny_window8_256": (28_347_154, 28e6, 0.02),
@@ -81,12 +81,5 @@ def test_nano_trains_on_small_images():
     torch.manual_seed(0)
     m = create_model("swinv2_nano_patch2_window4_32", in_chans=1, num_classes=10)
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
-    opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(6):
-        loss = torch.nn.functional.cross_entropy(m(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_losses(m, x, y, steps=6, lr=2e-3)
     assert losses[-1] < 0.5 * losses[0]

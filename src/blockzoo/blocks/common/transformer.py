@@ -209,3 +209,22 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_size: tuple[int, int] | Any,
                          antialias=antialias).to(pos_embed.dtype)
     return torch.cat([prefix, grid.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
 
+
+def init_transformer_weights(model: nn.Module, tokens: tuple[torch.Tensor | None, ...] = ()) -> None:
+    """The init of the official ViT/DeiT and Swin code: every Linear trunc-normal(0.02) with zero bias, every LayerNorm
+    (1, 0), then the parameters ``tokens`` (position embedding, class tokens; ``None`` skipped) trunc-normal(0.02);
+    then every submodule's own ``init_weights()`` (a GPSA's locality init, a relative-bias table ...)."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for p in tokens:
+        if p is not None:
+            nn.init.trunc_normal_(p, std=0.02)
+    for m in model.modules():
+        if m is not model and callable(getattr(m, "init_weights", None)):
+            m.init_weights()

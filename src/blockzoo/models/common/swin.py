@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from blockzoo.blocks.common.drop import drop_path_schedule
 from blockzoo.blocks.common.layers import LayerNorm2d, make_act, out_size
+from blockzoo.blocks.common.transformer import init_transformer_weights
 from blockzoo.blocks.mixers.swin import PatchMerging, SwinBlock
 from blockzoo.blocks.mixers.swinv2 import SwinV2Block
 from blockzoo.checks import check_choice, check_int, check_positive
@@ -143,20 +144,7 @@ class SwinTransformer(Backbone):
         self.stages = nn.Sequential(*stages)
         self.norm = LayerNorm2d(dims[-1], eps=1e-5)
         self.init_head(dims[-1], num_classes, head, drop_rate, feat_size=feat)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+        init_transformer_weights(self)
 
     def no_weight_decay(self) -> set[str]:
         """The relative-bias tables (V1), the CPB MLPs and logit scales (V2), as timm."""

@@ -49,8 +49,13 @@ import torch
 import torch.nn as nn
 
 from blockzoo.blocks.common.drop import drop_path_schedule
-from blockzoo.blocks.common.transformer import PatchEmbed, TransformerBlock, resample_pos_embed
-from blockzoo.checks import check_choice, check_int
+from blockzoo.blocks.common.transformer import (
+    PatchEmbed,
+    TransformerBlock,
+    init_transformer_weights,
+    resample_pos_embed,
+)
+from blockzoo.checks import check_choice, check_int, tracing
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, to_size
 
@@ -132,7 +137,10 @@ class VisionTransformer(Backbone):
         grid = (x.shape[1], x.shape[2])
         x = x.flatten(1, 2)
         lead = 0 if self.no_embed_class else self.num_prefix_tokens
-        pos = resample_pos_embed(self.pos_embed, grid, self.patch_embed.grid_size, lead)
+        if not tracing() and grid == tuple(self.patch_embed.grid_size):
+            pos = self.pos_embed   # eager at the built size: the resampling is the identity, skip its cost
+        else:                      # another size, or a traced graph (which must work at every size)
+            pos = resample_pos_embed(self.pos_embed, grid, self.patch_embed.grid_size, lead)
         if self.no_embed_class:
             x = x + pos
             if self.cls_token_at == 0 and self.num_prefix_tokens:
@@ -223,20 +231,7 @@ class VisionTransformer(Backbone):
                                                                                     (r"^norm", (99999,))])
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for p in (self.pos_embed, self.cls_token, self.dist_token):
-            if p is not None:
-                nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+        init_transformer_weights(self, (self.pos_embed, self.cls_token, self.dist_token))
 
 
 def vit_entry(name: str, config: dict[str, Any], *, default_img_size: int = 224, default_num_classes: int = 1000,
