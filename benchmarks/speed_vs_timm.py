@@ -93,6 +93,10 @@ SHARED: dict[str, Callable[[], nn.Module]] = {
                                    "mobilenetv2_140", "convnext_atto", "convnext_femto", "convnext_pico",
                                    "convnext_nano", "convnext_tiny", "convnext_small", "inception_next_atto",
                                    "inception_next_tiny", "inception_next_small", "poolformer_s12")},
+    # the vision transformers at 224 px (issue 10; Swin V2 and HaloNet need 256 px inputs in timm: not timed here)
+    **{n: _timm_named(n) for n in ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+                                   "deit_tiny_distilled_patch16_224", "convit_tiny", "convit_small",
+                                   "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224")},
 }
 
 

@@ -38,7 +38,9 @@ register_model(
             Claim("4.5 GMACs at 224 (paper Table 1)", _T + "test_macs_224"),
             Claim("the same function as timm's swin_tiny_patch4_window7_224 for the same weights", _W),
             Claim("linear cost in image size: a stage's attention MACs double when its area doubles",
-                  _T + "test_stage_cost_is_linear_in_area")),
+                  _T + "test_stage_cost_is_linear_in_area"),
+            Claim("linear in the number of pixels from 224 to 512 px (MACs exponent 1.07, 1.01), where ViT's rises "
+                  "towards quadratic", "benchmarks/results/attention_scaling.md", status="measured")),
 )(_swin("swin_tiny_patch4_window7_224", 96, (2, 2, 6, 2), (3, 6, 12, 24)))
 
 register_model(

@@ -35,7 +35,10 @@ register_model(
     "vit_tiny_patch16_224", family="vit", slots=SLOTS, paper=papers.DEIT, paper_params=5_000_000, paper_macs=1.3e9,
     reference={"params_1000cls": 5_717_416, "macs_224": 1_253_683_200},
     summary="ViT-Ti/16 (DeiT-Ti's configuration): width 192, depth 12, 3 heads",
-    claims=_claims(5_717_416, 5_000_000, 1.3e9),
+    claims=_claims(5_717_416, 5_000_000, 1.3e9) + (
+        Claim("global attention: the cost grows faster than the number of pixels, towards quadratic once attention "
+              "dominates (MACs exponent 1.00 at 64-128 px rising to 1.39 at 384-512 px)",
+              "benchmarks/results/attention_scaling.md", status="measured"),),
 )(vit_entry("vit_tiny_patch16_224", TINY))
 
 register_model(
