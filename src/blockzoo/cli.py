@@ -387,6 +387,10 @@ def _train_fields(compare: bool = False) -> list[tuple[dataclasses.Field, Any]]:
 _NOT_GIVEN = argparse.SUPPRESS
 
 
+def _field_default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
 def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     """One flag per TrainConfig field (``foo_bar`` -> ``--foo-bar``), generated from the fields and their ``help`` /
     ``choices`` metadata so that the CLI never drifts; booleans are ``--x`` / ``--no-x``. Value ranges are checked
@@ -402,7 +406,7 @@ def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> No
                         "(default: default)")
     for f, tp in _train_fields(compare):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _field_default(f)
         base = next((t for t in typing.get_args(tp) if t is not type(None)), tp)
         text = f.metadata.get("help", "")
         if "names" in f.metadata:
@@ -423,7 +427,7 @@ def _train_kwargs(a: argparse.Namespace, *, compare: bool = False) -> dict[str, 
     preset = RECIPES[getattr(a, "recipe", "default")]
     out = {}
     for f, _ in _train_fields(compare):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _field_default(f)
         out[f.name] = getattr(a, f.name) if hasattr(a, f.name) else preset.get(f.name, default)
     return out
 

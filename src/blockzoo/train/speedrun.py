@@ -40,8 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["speedrun", "predict_tta", "evaluate_logits", "Lookahead", "airbench_schedule", "SPEEDRUN_DEFAULTS",
-           "THRESHOLDS"]
+__all__ = ["speedrun", "predict_tta", "evaluate_logits", "Lookahead", "airbench_schedule", "black_pixel",
+           "SPEEDRUN_DEFAULTS", "THRESHOLDS"]
 
 THRESHOLDS = (0.90, 0.92, 0.93, 0.94)
 
@@ -68,12 +68,23 @@ class Lookahead:
     def __init__(self, model: nn.Module) -> None:
         self.ema = {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
 
+    def step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """airbench's cadence: after every 5th optimizer step (1-based ``step``), :meth:`update` with decay
+        ``0.95^5 * (step / total_steps)^3``."""
+        if step % 5 == 0:
+            self.update(model, 0.95 ** 5 * (step / total_steps) ** 3)
+
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
                 self.ema[k].lerp_(v, 1.0 - decay)
                 v.copy_(self.ema[k])
+
+
+def black_pixel(ds: Any) -> torch.Tensor:
+    """A black pixel of dataset ``ds`` after normalisation, per channel (the fill of test-time translations)."""
+    return -torch.tensor(ds.mean) / torch.tensor(ds.std)
 
 
 def _translate(x: torch.Tensor, dy: int, dx: int, pad_value: float | torch.Tensor) -> torch.Tensor:
@@ -262,7 +273,7 @@ class _SpeedRun:
                              seed=seed, channels_last=cl)
         self.x_test, self.y_test = _normalize_all(test_set, cl), test_set.labels
         self.x_val = _normalize_all(val_set, cl) if val_set is not None else None
-        self.pad_value = -torch.tensor(train_set.mean) / torch.tensor(train_set.std)  # a black pixel, per channel
+        self.pad_value = black_pixel(train_set)
 
     def _build_optimizer(self) -> None:
         """airbench's parametrisation: lr and weight decay per 1024 examples; norm parameters get bias_scaler x lr."""
@@ -335,8 +346,8 @@ class _SpeedRun:
             self.step += 1
             loss_sum += loss.detach()
             n_ep += y.shape[0]
-            if la is not None and self.step % 5 == 0:
-                la.update(net, 0.95 ** 5 * (self.step / self.total_steps) ** 3)
+            if la is not None:
+                la.step(net, self.step, self.total_steps)
             if cfg["budget"] is not None and self.train_time + time.perf_counter() - t0 >= cfg["budget"]:
                 self.stopped = "budget"
                 break

@@ -64,7 +64,7 @@ from .config import TrainConfig
 from .distributed import DistEnv, from_environment, process_group
 from .logger import EPOCHS_FILE, STEPS_FILE, RunLogger, parse_log
 from .schedules import LRSchedule, warmup_steps_for
-from .speedrun import Lookahead, predict_tta
+from .speedrun import Lookahead, black_pixel, predict_tta
 
 __all__ = ["train", "evaluate", "NonFiniteLossError", "build_optimizer", "resolve_device", "amp_settings",
            "result_config", "config_hash", "config_diff", "RESULT_FIELDS", "NON_RESULT_FIELDS", "METRIC_KEYS",
@@ -251,7 +251,7 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
     confusion = None if num_classes is None else torch.zeros(num_classes * num_classes, device=device,
                                                              dtype=torch.int64)
     n = 0
-    pad = _black(loader.dataset, device) if tta_level else 0.0
+    pad = black_pixel(loader.dataset).to(device) if tta_level else 0.0
     try:
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
@@ -276,11 +276,6 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
     if confusion is not None:
         res["confusion"] = confusion.view(num_classes, num_classes).tolist()
     return res
-
-
-def _black(ds: Any, device: torch.device) -> torch.Tensor:
-    """A black pixel of dataset ``ds`` after normalisation, per channel (the fill of test-time translations)."""
-    return (-torch.tensor(ds.mean) / torch.tensor(ds.std)).to(device)
 
 
 # ---------------------------------------------------------------------------------------------------------- progress
@@ -785,8 +780,8 @@ class _Run:
         ep["images"] += int(y.shape[0])
         ep["steps"] = i + 1
         self.global_step += 1
-        if self.lookahead is not None and self.global_step % 5 == 0:
-            self.lookahead.update(model, 0.95 ** 5 * (self.global_step / self.total_steps) ** 3)
+        if self.lookahead is not None:
+            self.lookahead.step(model, self.global_step, self.total_steps)
 
     def _finish_epoch(self, epoch: int, ep: dict[str, Any], bar: _Progress) -> dict[str, Any]:
         """Account the epoch, evaluate it when due, write its metrics line and checkpoint; returns the metrics."""
