@@ -88,3 +88,18 @@ SWINV2 = Paper("Swin Transformer V2: Scaling Up Capacity and Resolution", 2022, 
                url="https://github.com/microsoft/Swin-Transformer", authors="Liu et al.")
 SWIN = Paper("Swin Transformer: Hierarchical Vision Transformer using Shifted Windows", 2021, "ICCV", "2103.14030",
              id="S085", url="https://github.com/microsoft/Swin-Transformer", authors="Liu et al.")
+GHOSTNET = Paper("GhostNet: More Features from Cheap Operations", 2020, "CVPR", "1911.11907", id="S098",
+                 url="https://github.com/huawei-noah/Efficient-AI-Backbones", authors="Han et al.")
+CGHOSTNET = Paper("GhostNets on Heterogeneous Devices via Cheap Operations", 2022, "IJCV", "2201.03297", id="S099",
+                  url="https://github.com/huawei-noah/Efficient-AI-Backbones", authors="Han et al.")
+INCEPTION_V4 = Paper("Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning", 2017, "AAAI",
+                     "1602.07261", id="S017", authors="Szegedy, Ioffe, Vanhoucke & Alemi")
+NASNET = Paper("Learning Transferable Architectures for Scalable Image Recognition", 2018, "CVPR", "1707.07012",
+               id="S004", authors="Zoph, Vasudevan, Shlens & Le")
+SIMPLENET = Paper("Lets Keep it Simple, Using Simple Architectures to Outperform Deeper and More Complex Architectures",
+                  2016, "arXiv", "1608.06037", id="S020", url="https://github.com/Coderx7/SimpleNet_Pytorch",
+                  authors="Hasanpour et al.")
+IBNNET = Paper("Two at Once: Enhancing Learning and Generalization Capacities via IBN-Net", 2018, "ECCV", "1807.09441",
+               id="S052", url="https://github.com/XingangPan/IBN-Net", authors="Pan, Luo, Shi & Tang")
+MGIC = Paper("MGIC: Multigrid-in-Channels Neural Network Architectures", 2023, "SIAM J. Sci. Comput.", "2011.09128",
+             id="S106", authors="Eliasof, Ephrath, Ruthotto & Treister")
