@@ -14,7 +14,8 @@ What it does (airbench94's method, defaults re-tuned for 28 px Fashion-MNIST on 
 * weight averaging: lookahead every 5 steps towards an EMA of the weights with decay ``0.95**5 * (step / T)**3``
   (buffers too); at the end the EMA weights are copied into the network;
 * data: :class:`blockzoo.data.Loader` batches (random translate by up to ``translate`` px with zero padding +
-  horizontal flip), bf16 autocast and channels-last;
+  horizontal flip), bf16 autocast where the CPU computes bf16 in hardware (``precision="auto"``; fp32 where bf16
+  would be emulated, which is slower) and channels-last;
 * test-time augmentation (``tta``): logits averaged over the image and its mirror (weight 1/2) and over the mirror
   pairs of the image translated by one pixel diagonally in both directions (1/4 each), as airbench's ``tta_level=2``
   (:func:`predict_tta`).
@@ -49,7 +50,7 @@ THRESHOLDS = (0.90, 0.92, 0.93, 0.94)
 SPEEDRUN_DEFAULTS: dict[str, Any] = dict(
     model="speednet", model_kwargs=None, epochs=5, batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153,
     bias_scaler=64.0, label_smoothing=0.2, warmup=0.2, whiten_bias_epochs=3, whiten_samples=5000,
-    lookahead=True, translate=2, flip=True, precision="bf16", channels_last=True, eval_batch_size=2000,
+    lookahead=True, translate=2, flip=True, precision="auto", channels_last=True, eval_batch_size=2000,
 )
 
 
@@ -171,10 +172,10 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
     ``val_acc``, ``train_loss``, ``lr``), ``time_to_acc`` / ``epochs_to_acc`` (first evaluation reaching each of
     :data:`THRESHOLDS`, plain test accuracy; the final TTA accuracy counts at the final training time),
     ``final_test_acc`` (plain), ``final_tta_acc``, ``train_time_s``, ``eval_time_s``, ``tta_eval_time_s``,
-    ``setup_time_s`` (data loading, untimed otherwise), ``train_cpu_s`` (process CPU time during training: on a
-    machine shared with other jobs, ``train_cpu_s / threads`` is closer to the idle-machine wall time),
-    ``img_per_s``, ``macs_per_image`` (forward), ``gflops``
-    (achieved, ``6 * MACs * img/s``), ``params``, ``config`` and machine info.
+    ``setup_time_s`` (data loading, untimed otherwise), ``precision`` (the one used), ``train_cpu_s`` (process CPU
+    time during training: on a machine shared with other jobs, ``train_cpu_s / threads`` is closer to the idle-machine
+    wall time), ``img_per_s``, ``macs_per_image`` (forward), ``gflops`` (achieved, ``6 * MACs * img/s``), ``params``,
+    ``config`` and machine info.
     """
     d = SPEEDRUN_DEFAULTS
     pick = lambda v, k: d[k] if v is None else v  # noqa: E731
@@ -193,8 +194,8 @@ def speedrun(seed: int = 0, data: str = "fashion-mnist", budget: float | None = 
         holdout=int(holdout),
         subset=subset, threads=threads,
     )
-    if cfg["precision"] not in ("bf16", "fp32"):
-        raise ValueError(f"speedrun precision must be 'bf16' or 'fp32', got {cfg['precision']!r}")
+    if cfg["precision"] not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"speedrun precision must be 'auto', 'bf16' or 'fp32', got {cfg['precision']!r}")
     if not float(cfg["epochs"]) > 0:
         raise ValueError(f"epochs must be > 0, got {cfg['epochs']}")
     if budget is not None and not budget > 0:
@@ -234,7 +235,10 @@ class _SpeedRun:
         self.macs = _forward_macs(self.net, (self.train_set.in_chans, h, w))
         self._build_optimizer()
         self.setup_time = time.perf_counter() - t_setup
-        self.autocast_dtype = torch.bfloat16 if cfg["precision"] == "bf16" else None
+        from blockzoo.env import native_bf16
+        bf16 = cfg["precision"] == "bf16" or (cfg["precision"] == "auto" and native_bf16())
+        self.precision = "bf16" if bf16 else "fp32"
+        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
         self.train_time = self.eval_time = self.cpu_train = self.tta_time = 0.0
         self.curve: list[dict[str, Any]] = []
         self.step = self.images_seen = 0
@@ -402,7 +406,8 @@ class _SpeedRun:
             epochs_to[f"{t:.2f}"] = None if hit is None else hit["epoch"]
         ips = self.images_seen / self.train_time if self.train_time > 0 else None
         return dict(
-            recipe="speedrun", config=cfg, model=cfg["model"], params=self.params, macs_per_image=self.macs,
+            recipe="speedrun", config=cfg, precision=self.precision, model=cfg["model"], params=self.params,
+            macs_per_image=self.macs,
             dataset=self.train_set.name, train_size=len(self.train_set), test_size=len(self.test_set),
             holdout=cfg["holdout"], steps=self.step, total_steps=self.total_steps,
             epochs_completed=curve[-1]["epoch"], curve=curve, final_test_acc=curve[-1]["test_acc"],
