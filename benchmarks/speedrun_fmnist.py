@@ -2,7 +2,7 @@
 next to the project's default recipe (ResNet-20 via :func:`blockzoo.train.train`).
 
     python benchmarks/speedrun_fmnist.py --seeds 3                               # fast recipe, seeds 0..2
-    python benchmarks/speedrun_fmnist.py --recipe default --epochs 10            # ResNet-20, bf16, 1 seed
+    python benchmarks/speedrun_fmnist.py --recipe default --epochs 10            # ResNet-20, 1 seed (bf16 where native)
     python benchmarks/speedrun_fmnist.py --recipe default --epochs 2 --precision fp32
 
 Each invocation adds (or replaces) its own section in ``benchmarks/results/speedrun_fmnist.json`` -- keyed by recipe
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from blockzoo.env import device_name
+from blockzoo.env import device_name, native_bf16
 
 THRESHOLDS = ("0.90", "0.92", "0.93", "0.94")
 ROOT = Path(__file__).resolve().parent
@@ -84,7 +84,7 @@ def run_default(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from blockzoo.train import TrainConfig, train
     out = Path(tempfile.mkdtemp(prefix="bz-default-"))
     cfg = TrainConfig(model="resnet20", data="fashion-mnist", epochs=args.epochs or 10, seed=seed,
-                      precision=args.precision or "bf16", threads=args.threads, out_dir=str(out), progress=False,
+                      precision=args.precision, threads=args.threads, out_dir=str(out), progress=False,
                       checkpoint=False, subset=args.subset)
     r = train(cfg)
     curve = []
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1); default 3 (fast), 1 (default)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--epochs", type=float, default=None, help="fast: recipe default; default recipe: 10")
-    p.add_argument("--precision", choices=("bf16", "fp32"), default=None, help="default bf16")
+    p.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                   help="default: bf16 where the CPU computes it in hardware (AVX512-BF16/AMX), else fp32")
     p.add_argument("--budget", type=float, default=300.0,
                    help="fast recipe: hard cap on training seconds (<= 0: no cap, e.g. on a loaded machine)")
     p.add_argument("--threads", type=int, default=2)
@@ -203,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds = 1
     if args.recipe == "default" and args.epochs is not None:
         args.epochs = int(args.epochs)
-    prec = args.precision or "bf16"
-    key = "fast" if args.recipe == "fast" else f"default_{prec}"
-    title = ("Fast recipe: SpeedNet + speedrun (airbench-style)" if args.recipe == "fast"
+    prec = args.precision = args.precision or ("bf16" if native_bf16() else "fp32")
+    key = f"default_{prec}" if args.recipe == "default" else "fast" if prec == "bf16" else f"fast_{prec}"
+    title = (f"Fast recipe: SpeedNet + speedrun (airbench-style), {prec}" if args.recipe == "fast"
              else f"Default recipe: ResNet-20 via blockzoo.train.train, {prec}")
     if args.subset:
         key += f"_subset{args.subset}"

@@ -103,3 +103,11 @@ IBNNET = Paper("Two at Once: Enhancing Learning and Generalization Capacities vi
                id="S052", url="https://github.com/XingangPan/IBN-Net", authors="Pan, Luo, Shi & Tang")
 MGIC = Paper("MGIC: Multigrid-in-Channels Neural Network Architectures", 2023, "SIAM J. Sci. Comput.", "2011.09128",
              id="S106", authors="Eliasof, Ephrath, Ruthotto & Treister")
+TRANSNEXT = Paper("TransNeXt: Robust Foveal Visual Perception for Vision Transformers", 2024, "CVPR", "2311.17132",
+                  id="S025", url="https://github.com/DaiShiResearch/TransNeXt", authors="Shi")
+MOAT = Paper("MOAT: Alternating Mobile Convolution and Attention Brings Strong Vision Models", 2023, "ICLR",
+             "2210.01820", id="S053", url="https://github.com/google-research/deeplab2", authors="Yang et al.")
+FCAFORMER = Paper("FcaFormer: Forward Cross Attention in Hybrid Vision Transformer", 2023, "ICCV", "2211.07198",
+                  id="S044", authors="Zhang, Hu & Wang")
+FMVIT = Paper("FMViT: A Multiple-Frequency Mixing Vision Transformer", 2023, "arXiv", "2311.05707", id="S050",
+              url="https://github.com/tany0699/FMViT", authors="Tan et al.")
