@@ -7,7 +7,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["device_name", "machine"]
+__all__ = ["device_name", "machine", "native_bf16"]
+
+
+def native_bf16(dev: torch.device | str = "cpu") -> bool:
+    """Whether ``dev`` computes bf16 matmuls and convolutions in hardware: a CUDA GPU that supports bf16, or a CPU with
+    AVX512-BF16 or AMX tiles. Elsewhere PyTorch emulates bf16 and autocast is slower than fp32 (measured on a 2-core
+    AVX-512 Xeon without either: a 2048^2 matmul at 54 GFLOP/s in bf16 vs 273 in fp32, SpeedNet training 2.7x
+    slower)."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    cpu = torch.cpu
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def device_name(dev: torch.device | str = "cpu") -> str:

@@ -12,7 +12,7 @@ from blockzoo.train import (
 def test_config_defaults_and_validation():
     r = TrainConfig().resolved()
     assert (r.optimizer, r.schedule, r.nesterov, r.label_smoothing) == ("sgd", "onecycle", True, 0.1)
-    assert (r.precision, r.channels_last) == ("bf16", True)
+    assert (r.precision, r.channels_last) == ("auto", True)
     assert r.lr == pytest.approx(0.1) and r.weight_decay == pytest.approx(5e-4) and r.eval_batch_size == 256
     assert TrainConfig(batch_size=512).resolved().lr == pytest.approx(0.4)   # linear scaling per 128
     a = TrainConfig(optimizer="adamw", batch_size=512).resolved()

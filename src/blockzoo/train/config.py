@@ -6,7 +6,7 @@ source of ``blockzoo train --help``); fields with fixed values list them as ``ch
 returns a copy with every ``None`` filled in, which is what the trainer records in ``result.json`` and in checkpoints.
 
 Defaults are tuned for ResNet-20 on Fashion-MNIST on a small CPU: one-cycle SGD with Nesterov momentum, label
-smoothing 0.1, bf16 autocast and channels-last (the fast path on CPUs with bf16 support).
+smoothing 0.1, bf16 autocast where the CPU has bf16 units (fp32 where it would be emulated) and channels-last.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "DEFAULT_TTA_
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant", "airbench")
-PRECISIONS = ("bf16", "fp32", "amp", "fp16")
+PRECISIONS = ("auto", "bf16", "fp32", "amp", "fp16")
 DEFAULT_TTA_THRESHOLDS = (0.90, 0.92, 0.93, 0.94)
 
 #: SGD peak learning rate per 128 images (scaled linearly with the batch size); AdamW peak lr (not scaled).
@@ -104,8 +104,12 @@ class TrainConfig:
                                      "that short runs still anneal)")
     label_smoothing: float = _opt(0.1, "label smoothing of the training loss, in [0, 1) (the reported test loss is "
                                        "plain cross-entropy)")
-    precision: str = _opt("bf16", "bf16 autocast, fp32, fp16 autocast + GradScaler, or amp (the device's usual "
-                                  "mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU)", choices=PRECISIONS)
+    precision: str = _opt("auto", "auto (bf16 autocast where the device computes bf16 in hardware: CUDA with bf16, "
+                                  "CPUs with AVX512-BF16 or AMX; otherwise fp32 on CPU, fp16 + GradScaler on CUDA), "
+                                  "bf16 autocast, fp32, fp16 autocast + GradScaler, or amp (the device's usual mixed "
+                                  "precision: fp16 + GradScaler on CUDA, bf16 on CPU); result.json records the one "
+                                  "used",
+                          choices=PRECISIONS)
     channels_last: bool = _opt(True, "NHWC memory format for the model and the batches")
     augment: bool = _opt(True, "random crop + flip (as implemented by blockzoo.data.Loader)")
     aa: str | None = _opt(None, "RandAugment as timm writes it, rand-m<M>-n<N> (e.g. rand-m9-n2: N ops of magnitude "

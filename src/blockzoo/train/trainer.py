@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from blockzoo.env import device_name
+from blockzoo.env import device_name, native_bf16
 from blockzoo.errors import BlockzooError, CheckpointError, ConfigError
 from blockzoo.files import atomic_write_text
 
@@ -115,6 +115,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def amp_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtype | None, bool]:
     """``(autocast enabled, autocast dtype, use GradScaler)`` for a precision name on a device."""
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else ("fp16" if device.type == "cuda" else "fp32")
     if precision == "fp32":
         return False, None, False
     if precision == "amp":
@@ -125,7 +127,7 @@ def amp_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtyp
         return True, torch.bfloat16, False
     if precision == "fp16":
         return True, torch.float16, True
-    raise ConfigError(f"unknown precision {precision!r}; expected bf16, fp32, fp16 or amp")
+    raise ConfigError(f"unknown precision {precision!r}; expected auto, bf16, fp32, fp16 or amp")
 
 
 def _autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
