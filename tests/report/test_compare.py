@@ -174,3 +174,12 @@ def test_detectable_words_and_the_tta_column():
     assert "TTA acc % (mean ± std)" not in compare.leaderboard_rows({"variants": [row]})[0]
     tta = compare.leaderboard_rows({"variants": [{**row, "tta_acc_mean": 0.93, "tta_acc_std": 0.002}]})[0]
     assert tta["TTA acc % (mean ± std)"] == "93.00 ± 0.20"
+
+
+def test_recipe_line_names_what_a_symbolic_precision_became():
+    from blockzoo.report.compare import _precision_words
+    assert _precision_words({"precision": "auto", "precision_used": ["fp32"]}) == "auto (fp32)"
+    assert _precision_words({"precision": "auto", "precision_used": ["bfloat16 autocast", "fp32"]}) == \
+        "auto (bfloat16 autocast, fp32)"                       # runs from two machines in one folder
+    assert _precision_words({"precision": "fp32", "precision_used": ["fp32"]}) == "fp32"
+    assert _precision_words({"precision": "bf16"}) == "bf16"  # a results.json written before precision_used

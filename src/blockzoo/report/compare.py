@@ -207,8 +207,17 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
         "precision", "channels_last", "augment", "test_subset", "img_size", "aa", "reprob", "mixup", "cutmix",
         "lookahead", "norm_lr_scale", "data_init", "test_time_aug")}
     results["budget"]["seeds"] = list(cfg.seeds)
+    # what "auto" (or "amp") became on the machine(s) that trained the runs, as each result.json records it
+    results["budget"]["precision_used"] = sorted({str(r.get("precision")) for per in runs.values()
+                                                  for r in per.values() if r.get("precision")})
     write_reports(results, out)
     return results
+
+
+def _precision_words(budget: dict[str, Any]) -> str:
+    """The precision setting and, when it was symbolic (``auto``, ``amp``), what the runs used."""
+    used = budget.get("precision_used") or []
+    return budget["precision"] + (f" ({', '.join(used)})" if used and used != [budget["precision"]] else "")
 
 
 def _detectable(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -281,7 +290,7 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         f"({'subset' if b['subset'] else 'full set'}), test on {results['test_images']} images, "
         f"{results['image_size'][0]}x{results['image_size'][1]} px; seeds {b['seeds']}.",
         f"- Recipe: {b['optimizer']} lr {b['lr']:g}, wd {b['weight_decay']:g}, {b['schedule']} schedule, "
-        f"label smoothing {b['label_smoothing']}, batch {b['batch_size']}, precision {b['precision']}, "
+        f"label smoothing {b['label_smoothing']}, batch {b['batch_size']}, precision {_precision_words(b)}, "
         f"channels_last {b['channels_last']}, augmentation {_augmentation_words(b)}{_technique_words(b)}.",
         f"- Machine: {mach['cpu']}, {mach['threads']} threads, torch {mach['torch']}"
         + (f", GPU {mach['cuda']}" if mach.get("cuda") else "") + ".",
