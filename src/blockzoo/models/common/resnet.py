@@ -7,6 +7,11 @@ arXiv:1512.03385). Registers nothing: the families register their configurations
 Slots: ``attn`` on the residual branch after the last norm, before the addition (as in the SE and ECA papers);
 ``conv`` = the first 3x3 conv unit of a basic block / the 3x3 unit of a bottleneck (conv -> norm -> act);
 ``norm``, ``act``, ``connection`` (how the branch is merged with the shortcut) and ``head`` (pooling).
+
+Norm positions: ``norm`` is every norm by default; ``stem_norm`` (after the stem conv), ``norm1`` (after a block's first
+conv: ``bn1`` of a bottleneck, the norm of a basic block's first conv unit) and ``post_norm`` (after the residual
+addition, before the activation; none by default) override single positions. With ``norm="ibn_a"`` / ``"ibn_b"`` the
+IBN-Net placement rules of :func:`blockzoo.blocks.norm.ibn.resnet_placement` choose them (IBN-Net, ECCV 2018).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import torch.nn.functional as F
 
 from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
 from blockzoo.blocks.common.layers import make_act, make_norm
+from blockzoo.blocks.norm.ibn import resnet_placement
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, ImageNetStem, init_weights, out_size, parse_once, to_size
 from blockzoo.registry import build_slot
@@ -45,15 +51,16 @@ class _ResidualUnit(nn.Module):
     the ``connection`` slot that merges them, then the activation."""
 
     def _init_merge(self, in_planes: int, out_planes: int, stride: int, feat_out, *, shortcut: str, attn, norm, act,
-                    connection, ctx, drop_path: float) -> None:
+                    connection, ctx, drop_path: float, post_norm="none") -> None:
         self.attn = build_slot("attn", attn, out_planes, ctx("attn", feat_out))
         self.shortcut = _shortcut(in_planes, out_planes, stride, shortcut, norm)
         self.merge = build_slot("connection", connection, out_planes, ctx("connection", feat_out))
+        self.post_norm = make_norm(post_norm, out_planes)   # after the addition (IBN-b's IN); identity by default
         self.drop_path = make_drop_path(drop_path)
         self.act = make_act(act, inplace=True)   # on the fresh residual sum, as timm / torchvision
 
     def _merge(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        return self.act(self.merge(self.shortcut(x), self.drop_path(self.attn(branch))))
+        return self.act(self.post_norm(self.merge(self.shortcut(x), self.drop_path(self.attn(branch)))))
 
 
 class BasicBlock(_ResidualUnit):
@@ -61,16 +68,16 @@ class BasicBlock(_ResidualUnit):
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
                  conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None,
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, norm1=None, post_norm="none"):
         super().__init__()
         out_planes = planes * self.expansion
         self.conv1 = build_slot("conv", conv, in_planes, ctx("conv", feat_size), out_channels=planes, stride=stride,
-                                norm=norm, act=act)
+                                norm=norm if norm1 is None else norm1, act=act)
         feat_out = out_size(feat_size, stride)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = make_norm(norm, planes)
         self._init_merge(in_planes, out_planes, stride, feat_out, shortcut=shortcut, attn=attn, norm=norm, act=act,
-                         connection=connection, ctx=ctx, drop_path=drop_path)
+                         connection=connection, ctx=ctx, drop_path=drop_path, post_norm=post_norm)
 
     def zero_init_last(self) -> None:
         if getattr(self.bn2, "weight", None) is not None:
@@ -85,12 +92,12 @@ class Bottleneck(_ResidualUnit):
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", attn="none",
                  conv="conv3x3", norm="bn", act="relu", connection="residual", ctx=None, feat_size=None,
-                 groups: int = 1, base_width: int = 64, drop_path: float = 0.0):
+                 groups: int = 1, base_width: int = 64, drop_path: float = 0.0, norm1=None, post_norm="none"):
         super().__init__()
         width = int(planes * base_width / 64) * groups
         out_planes = planes * self.expansion
         self.conv1 = nn.Conv2d(in_planes, width, 1, bias=False)
-        self.bn1 = make_norm(norm, width)
+        self.bn1 = make_norm(norm if norm1 is None else norm1, width)
         self.act1 = make_act(act, inplace=True)   # on the norm's output
         self.conv2 = build_slot("conv", conv, width, ctx("conv", feat_size), out_channels=width, stride=stride,
                                 groups=groups, norm=norm, act=act)
@@ -98,7 +105,7 @@ class Bottleneck(_ResidualUnit):
         self.conv3 = nn.Conv2d(width, out_planes, 1, bias=False)
         self.bn3 = make_norm(norm, out_planes)
         self._init_merge(in_planes, out_planes, stride, feat_out, shortcut=shortcut, attn=attn, norm=norm, act=act,
-                         connection=connection, ctx=ctx, drop_path=drop_path)
+                         connection=connection, ctx=ctx, drop_path=drop_path, post_norm=post_norm)
 
     def zero_init_last(self) -> None:
         if getattr(self.bn3, "weight", None) is not None:
@@ -130,6 +137,8 @@ class ResNet(Backbone):
     at the first block to the rate at the last (timm's ResNet schedule). Any in-stage
     slot (``attn``, ``conv``, ``connection``) takes one value per stage (``attn=["none", "none", "se", "se"]``) or a
     :class:`~blockzoo.models.base.PerBlock` function (see :mod:`blockzoo.models.base`).
+    ``stem_norm``, ``norm1``, ``post_norm``: norm values for single positions (module docstring; ``None``: the
+    placement of ``norm``); ``norm1`` and ``post_norm`` take per-stage and per-block values too.
     """
 
     _feature_path = ("stem.*", "layers.*")
@@ -140,18 +149,21 @@ class ResNet(Backbone):
                  zero_init_last: bool = False,
                  groups: int = 1, base_width: int = 64, last_stride: int = 2, model_name: str = "resnet",
                  attn=SLOTS["attn"], conv=SLOTS["conv"], norm=SLOTS["norm"], act=SLOTS["act"],
-                 connection=SLOTS["connection"], head=SLOTS["head"]):
+                 connection=SLOTS["connection"], head=SLOTS["head"], norm1=None, post_norm=None, stem_norm=None):
         super().__init__()
         norm, act = parse_once(norm), parse_once(act)
+        place = resnet_placement(norm, layers)   # IBN-Net's positions for norm="ibn_a" / "ibn_b"; else norm everywhere
+        norm, stem_norm = place.other, place.stem if stem_norm is None else parse_once(stem_norm)
         if last_stride not in (1, 2):
             raise ConfigError(f"{model_name}: last_stride must be 1 or 2, got {last_stride!r}")
         self.model_name, self.in_chans, self.num_stages = model_name, in_chans, len(layers)
         feat = to_size(img_size)
         if stem == "imagenet":
-            self.stem: nn.Module = ImageNetStem(in_chans, stem_width, norm, act)
+            self.stem: nn.Module = ImageNetStem(in_chans, stem_width, stem_norm, act)
             feat = self.track_module(self.stem, feat)
         elif stem in ("cifar", "small"):
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False), make_norm(norm, stem_width),
+            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False),
+                                      make_norm(stem_norm, stem_width),
                                       make_act(act, inplace=True))
         else:
             raise ConfigError(f"{model_name}: stem must be 'imagenet' or 'small'/'cifar', got {stem!r}")
@@ -171,7 +183,10 @@ class ResNet(Backbone):
                     in_planes, w, stride, shortcut=shortcut, attn=self.slot_value("attn", attn, i, j),
                     conv=self.slot_value("conv", conv, i, j), norm=norm, act=act,
                     connection=self.slot_value("connection", connection, i, j), feat_size=feat,
-                    ctx=self.block_ctx(pos, feat), drop_path=next(dpr), **extra))
+                    ctx=self.block_ctx(pos, feat), drop_path=next(dpr),
+                    norm1=place.first(i, j) if norm1 is None else self.slot_value("norm", norm1, i, j),
+                    post_norm=place.post(i, j) if post_norm is None else self.slot_value("norm", post_norm, i, j),
+                    **extra))
                 feat = out_size(feat, stride)
                 in_planes = w * block.expansion
             stages.append(nn.Sequential(*blocks))
