@@ -2,6 +2,7 @@
 attention, MACs."""
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo import create_model
+from blockzoo.blocks.attention.se import se_value_divisible
 from blockzoo.blocks.mixers.ls_conv import LSConv
 from blockzoo.deploy import reparameterize
 from blockzoo.models.lsnet import (
@@ -20,7 +22,6 @@ from blockzoo.models.lsnet import (
     LSNetAttention,
     LSNetBlock,
     RepVGGDW,
-    _se_value,
 )
 from blockzoo.registry import get_model_spec
 from helpers import _randomize_bn
@@ -110,9 +111,10 @@ def test_block_layout_lsnet_s():
 
 
 def test_se_rounding_like_timm():
-    assert _se_value("se(reduction=4)", 48) == ("se", {"reduction": 4, "hidden": 16})   # timm: make_divisible(12, 8)
-    assert _se_value("se(reduction=4)", 384) == ("se", {"reduction": 4, "hidden": 96})
-    assert _se_value("eca", 48) == "eca"
+    lsnet_se = functools.partial(se_value_divisible, divisor=8, round_limit=0.0)   # as LSNet builds its SE
+    assert lsnet_se("se(reduction=4)", 48) == ("se", {"reduction": 4, "hidden": 16})   # timm: make_divisible(12, 8)
+    assert lsnet_se("se(reduction=4)", 384) == ("se", {"reduction": 4, "hidden": 96})
+    assert lsnet_se("eca", 48) == "eca"
 
 
 def test_mixer_slot_and_residual_rule():

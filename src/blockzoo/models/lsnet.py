@@ -74,16 +74,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from blockzoo.blocks.attention.se import se_value_divisible
 from blockzoo.blocks.common.conv_bn import ConvBN
 from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
-from blockzoo.blocks.common.layers import make_act, make_divisible
+from blockzoo.blocks.common.layers import make_act
 from blockzoo.blocks.common.metaformer import MetaFormerStage
 from blockzoo.checks import tracing
 from blockzoo.deploy.reparam import fuse_bn_linear
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
 from blockzoo.papers import LSNET
-from blockzoo.registry import Claim, build_slot, parse_slot_value, register_model
+from blockzoo.registry import Claim, build_slot, register_model
 
 __all__ = ["RepVGGDW", "LSNetFFN", "LSNetAttention", "LSNetBlock", "LSNetStem", "LSNetDownsample", "LSNet",
            "CONFIGS", "SLOTS"]
@@ -240,15 +241,6 @@ class LSNetDownsample(nn.Sequential):
 _STEM_STRIDES = {"official": (2, 2, 2), "small": (1, 1, 1)}
 
 
-def _se_value(value: Any, dim: int) -> Any:
-    """timm's SqueezeExcite rounding for the ``se`` block: hidden = make_divisible(C / reduction, 8)."""
-    name, kw = parse_slot_value(value)
-    if name == "se" and "hidden" not in kw:
-        kw["hidden"] = make_divisible(dim / kw.get("reduction", 16), 8, round_limit=0.0)
-        return name, kw
-    return value
-
-
 # ------------------------------------------------------------------------------------------------------ backbone
 class LSNet(Backbone):
     """LSNet backbone (see the module docstring). ``depths`` / ``dims`` per stage; ``num_heads`` / ``key_dim`` of the
@@ -317,8 +309,8 @@ class LSNet(Backbone):
                 se = None
                 if j % 2 == 0:
                     mix: nn.Module = RepVGGDW(dims[i])
-                    se = build_slot("attn", _se_value(self.slot_value("attn", attn, i, j), dims[i]), dims[i],
-                                    self.ctx(f"{pos}.se", feat))
+                    se_value = se_value_divisible(self.slot_value("attn", attn, i, j), dims[i], 8, round_limit=0.0)
+                    se = build_slot("attn", se_value, dims[i], self.ctx(f"{pos}.se", feat))
                 elif i in attention_stages:
                     if feat is None:
                         raise ConfigError(f"{model_name}: the attention of stage {i} needs the feature size; "

@@ -12,8 +12,9 @@ convolutions (K = 5), run on 2x down-sampled features so the gate is cheap::
     out = x * Upsample_nearest(sigmoid(a), size=(H, W))        # back to the exact input size (odd sizes too)
 
 No activation between the three conv+BN pairs (as in the official code). In GhostNetV2 the gate is computed from
-the Ghost module's *input* and multiplies the Ghost module's *output* (same spatial size, same channel count there);
-as a standalone ``attn`` block (channels kept) it is computed from and gates its own input. With
+the Ghost module's *input* and multiplies the Ghost module's *output* (same spatial size; the first 1x1 conv maps the
+input's channels to the output's, ``in_channels=``); as a standalone ``attn`` block (channels kept) it is computed
+from and gates its own input. With
 ``downsample=False`` the pooling and the up-sampling are skipped (the gate runs at full resolution).
 Down-sampling needs feature maps of at least 2x2 (declared as ``Requires(min_size=2)``).
 """
@@ -31,13 +32,15 @@ from blockzoo.registry import Claim, Requires, register_block
 class DFCAttention(nn.Module):
     """DFC attention gate: 2x avg-pool -> 1x1 conv+BN -> 1xK dw conv+BN -> Kx1 dw conv+BN -> sigmoid -> nearest up."""
 
-    def __init__(self, channels: int, kernel_size: int = 5, downsample: bool = True):
+    def __init__(self, channels: int, kernel_size: int = 5, downsample: bool = True, in_channels: int | None = None):
         super().__init__()
         check_int(channels, "channels", min_value=1, owner="dfc")
         check_odd(kernel_size, "kernel_size", owner="dfc")
         k, p = kernel_size, kernel_size // 2
         self.kernel_size, self.downsample = kernel_size, downsample
-        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+        # in_channels != channels: GhostNetV2's gate, computed from a Ghost module's input (its official short_conv
+        # maps C_in -> C_out); use gate() then, forward() needs in_channels == channels
+        self.conv = nn.Conv2d(in_channels or channels, channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         self.conv_h = nn.Conv2d(channels, channels, (1, k), padding=(0, p), groups=channels, bias=False)  # horizontal
         self.bn_h = nn.BatchNorm2d(channels)

@@ -11,8 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
+from blockzoo.blocks.common.layers import make_divisible
 from blockzoo.checks import check_choice, check_int
-from blockzoo.registry import Claim, register_block
+from blockzoo.registry import Claim, parse_slot_value, register_block
 
 GATES = {"sigmoid": torch.sigmoid, "hsigmoid": F.hardsigmoid}
 
@@ -49,3 +50,14 @@ class SqueezeExcite(nn.Module):
 )
 def se(channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid") -> nn.Module:
     return SqueezeExcite(channels, reduction=reduction, hidden=hidden, gate=gate)
+
+
+def se_value_divisible(value, channels: int, divisor: int, round_limit: float = 0.9):
+    """An ``se`` slot value with the hidden width rounded the mobile-network way, ``make_divisible(C / reduction,
+    divisor)`` (timm's SqueezeExcite in LSNet: divisor 8, no round limit; GhostNet: divisor 4), when it names no
+    ``hidden``; any other value (another block, or a bad reduction, which ``se`` itself refuses) is returned as is."""
+    name, kw = parse_slot_value(value)
+    r = kw.get("reduction", 16)
+    if name != "se" or "hidden" in kw or isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        return value
+    return name, {**kw, "hidden": make_divisible(channels / r, divisor, round_limit=round_limit)}
