@@ -134,17 +134,24 @@ def _none(channels: int | None = None, **_: object) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------------- conv slot
 class ConvNormAct(nn.Sequential):
-    """k x k conv (no bias) -> norm -> act; the default unit of the ``conv`` slot."""
+    """k x k conv (no bias unless there is no norm) -> norm -> act; the default unit of the ``conv`` slot.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
-                 dilation: int = 1, norm="bn", act="relu", bias: bool | None = None):
-        pad = dilation * (kernel_size - 1) // 2
+    ``kernel_size`` may be ``(kh, kw)`` (factorised 1 x n / n x 1 convs); ``padding`` defaults to "same" for stride 1
+    (``dilation * (k - 1) // 2`` per axis), ``0`` gives an unpadded ("valid") conv. ``inplace``: the activation in
+    place (its input is always the fresh conv / norm output)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 3, stride: int = 1,
+                 groups: int = 1, dilation: int = 1, norm="bn", act="relu", bias: bool | None = None,
+                 padding: int | tuple[int, int] | None = None, inplace: bool = False):
+        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        pad = tuple(dilation * (k - 1) // 2 for k in ks) if padding is None else padding
         use_bias = (norm in (None, "none")) if bias is None else bias
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, dilation=dilation, groups=groups,
+        self.out_channels = out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, ks, stride, pad, dilation=dilation, groups=groups,
                               bias=use_bias)
         self.norm = make_norm(norm, out_channels) if norm not in (None, "none") else nn.Identity()
-        self.act = make_act(act) if act not in (None, "none") else nn.Identity()
+        self.act = make_act(act, inplace=inplace) if act not in (None, "none") else nn.Identity()
 
 
 @register_block("conv3x3", slot="conv", family="conv", requires=Requires(keeps_channels=False, stride=True),

@@ -1,0 +1,1 @@
+"""connection blocks: how a residual branch is merged with its shortcut."""
