@@ -21,6 +21,10 @@ Design notes
   stays intact; parameters are also checked for finiteness before each checkpoint is written.
 * "Training time" excludes evaluation and checkpoint I/O; time-to-accuracy is the training time at the end of the
   first epoch whose test accuracy reaches each threshold.
+* Scheduled drop-path (NASNet's ScheduledDropPath, opt-in by model): every module of the model with a
+  ``set_drop_progress(progress)`` method gets ``progress = global step / total steps`` (0 at the first step, rising
+  linearly) before each optimizer step; the model's ``drop_path_rate`` is the final rate. Models without such
+  modules train exactly as before.
 * Under torchrun (more than one process) the model is wrapped in ``DistributedDataParallel``, each process trains
   on its slice of every global batch and only rank 0 writes; see :mod:`blockzoo.train.distributed`.
 * Global state touched for the run (``torch.set_num_threads``, deterministic-algorithm flags, cuDNN flags,
@@ -618,6 +622,8 @@ class _Run:
         self.correct_buf = torch.zeros(self.steps_per_epoch, device=device, dtype=torch.int64)
         self.check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
         self.lookahead = Lookahead(model) if cfg.lookahead else None
+        # the modules whose drop-path rate follows training progress (ScheduledDropPath); usually none
+        self.drop_progress = [m for m in model.modules() if callable(getattr(m, "set_drop_progress", None))]
         # a missing TensorBoard fails here, before any work; only rank 0 logs
         self.logger = RunLogger(files.dir, parse_log(cfg.log) if dist.is_main else ())
 
@@ -755,6 +761,8 @@ class _Run:
         lr = ep["lr"] = self.schedule(self.global_step)
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
+        for m in self.drop_progress:
+            m.set_drop_progress(self.global_step / self.total_steps)
         with _autocast(self.device, self.amp_on, self.amp_dtype):
             out = self.net(x)
             loss = self.criterion(out.float(), y)
