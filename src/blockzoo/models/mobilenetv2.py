@@ -79,7 +79,7 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.drop import drop_path_schedule
-from blockzoo.blocks.common.inverted_residual import ATTN_POSITIONS, InvertedResidual
+from blockzoo.blocks.common.inverted_residual import ATTN_POSITIONS, MBV2_SETTINGS, InvertedResidual
 from blockzoo.blocks.common.layers import ConvNormAct, make_divisible
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, init_weights, out_size, parse_once, to_size
@@ -89,9 +89,6 @@ __all__ = ["MobileNetV2", "MBV2_SETTINGS", "ATTN_RULES", "attn_rule", "eca_offic
 
 SLOTS = {"attn": "none", "norm": "bn", "act": "relu6", "head": "avg"}
 
-# (t, c, n, s): expansion, output channels, repeats, stride of the first block (paper Table 2)
-MBV2_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
-    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 # block name -> (position, also in the t = 1 block); see the module docstring for the sources.
 ATTN_RULES: dict[str, tuple[str, bool]] = {

@@ -12,9 +12,14 @@ from blockzoo.blocks.common.layers import ConvNormAct, out_size
 from blockzoo.checks import check_choice
 from blockzoo.registry import build_slot
 
-__all__ = ["InvertedResidual", "ATTN_POSITIONS"]
+__all__ = ["InvertedResidual", "ATTN_POSITIONS", "MBV2_SETTINGS"]
 
 ATTN_POSITIONS = ("after_dw", "after_proj")
+
+# MobileNetV2's body, (t, c, n, s): expansion, output channels, repeats, stride of the first block (paper Table 2);
+# shared by the MobileNetV2 family and the networks built on its layout (MGIC)
+MBV2_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
 class InvertedResidual(nn.Module):
