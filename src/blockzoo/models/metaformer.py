@@ -110,8 +110,14 @@ dropout -> Linear(rC, classes) (r = 3; C = the last stage's width, F = the pooli
 GAP, F = C(C+1)/2 for a second-order head such as ``gcp``; the hidden size stays rC). ``pre_logits=True`` returns
 the vector fed to the last Linear (``model.head_hidden_size`` features).
 
-MLP layout and CPU speed
-------------------------
+MLP kind, layout and CPU speed
+------------------------------
+``mlp="mlp"`` (default) is the two-layer channel MLP; ``mlp="convglu"`` replaces it in every block by TransNeXt's
+Convolutional GLU (Shi, CVPR 2024, arXiv:2311.17132 [S025]; :class:`~blockzoo.blocks.common.mlp.ConvGLU`: a GLU
+whose gate passes a 3x3 depthwise conv, ``int(2/3 * mlp_ratio * C)`` hidden channels, so about the MLP's
+parameters), e.g. ``create_model("poolformer_s12", mlp="convglu")``. A family block of its own takes it only if its
+constructor has an ``mlp`` option (a ``ConfigError`` says so otherwise).
+
 ``mlp_layout="linear"`` (default) runs the MLP as ``nn.Linear`` on an NHWC view; ``"conv"`` uses 1x1 convs on NCHW
 (same parameter count; the weights have shape ``(out, in)`` vs ``(out, in, 1, 1)``). The block boundary is always
 NCHW. Measured on this project's shared 2-core CPU (torch 2.13, 1 thread, forward + backward, batch 32, 32 px,
@@ -167,7 +173,8 @@ from blockzoo.blocks.common.metaformer import (
     PooledNorm,
     make_embed,
 )
-from blockzoo.checks import check_positive
+from blockzoo.blocks.common.mlp import MLPS
+from blockzoo.checks import check_choice, check_positive
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, init_weights, parse_once, to_size
 from blockzoo.registry import build_slot
@@ -189,6 +196,21 @@ def _per_stage(value: Any, n: int, name: str) -> list[Any]:
                               f"stage or a single value for all")
         return list(value)
     return [value] * n
+
+
+def _mlp_option(mlp: Any, blocks: list[Any], owner: str) -> dict[str, Any]:
+    """The ``mlp=`` keyword the blocks get: none for the default MLP (so a family block without the option still
+    builds), else ``{"mlp": mlp}`` after checking the name and that every block class takes it."""
+    check_choice(mlp, "mlp", MLPS, owner=owner)
+    if mlp == "mlp":
+        return {}
+    for b in blocks:
+        params = inspect.signature(b).parameters
+        if "mlp" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise ConfigError(f"{owner}: mlp={mlp!r} needs blocks with an mlp option, but the "
+                              f"{getattr(b, '__name__', b)} block has its own channel MLP; use mlp='mlp' or a "
+                              f"metaformer / metanext block")
+    return {"mlp": mlp}
 
 
 class MetaFormer(Backbone):
@@ -213,6 +235,7 @@ class MetaFormer(Backbone):
         head: Any = "avg",
         mlp_ratios: float | Sequence[float] = 4.0,
         mlp_layout: str = "linear",
+        mlp: str = "mlp",
         ls_init_value: float | None = 1e-6,
         drop_path_rate: float = 0.0,
         drop_rate: float = 0.0,
@@ -249,6 +272,7 @@ class MetaFormer(Backbone):
         for b in blocks_cls:
             if not callable(b):
                 raise ConfigError(f"unknown block {b!r}; choose one of {', '.join(BLOCKS)} or pass a block class")
+        mlp_kw = _mlp_option(mlp, blocks_cls, model_name)
         ratios = [check_positive(r, "mlp_ratios", owner="MetaFormer")
                   for r in _per_stage(mlp_ratios, n_stages, "mlp_ratios")]
 
@@ -282,7 +306,7 @@ class MetaFormer(Backbone):
                     dims[i], mixer=mixer_mod, attn=attn_mod, norm_layer=norm_layer, act_layer=act_layer,
                     mlp_ratio=ratios[i], ls_init_value=ls_init_value, drop_path=self.drop_path_rates[k],
                     mlp_layout=mlp_layout, feat_size=feat,
-                    ctx=self.block_ctx(pos, feat), **(block_kwargs or {})))
+                    ctx=self.block_ctx(pos, feat), **mlp_kw, **(block_kwargs or {})))
                 k += 1
             stages.append(MetaFormerStage(ds, blocks))
             feature_sizes.append(feat)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import layer_scale
 from blockzoo.blocks.common.layers import LayerNorm2d, out_size
-from blockzoo.blocks.common.mlp import Mlp
+from blockzoo.blocks.common.mlp import make_mlp
 from blockzoo.checks import check_choice
 from blockzoo.errors import ConfigError
 
@@ -28,12 +28,13 @@ __all__ = ["MetaFormerBlock", "MetaNeXtBlock", "BLOCKS", "MetaFormerStage", "Con
 
 # ------------------------------------------------------------------------------------------------------ blocks
 class MetaFormerBlock(nn.Module):
-    """Pre-norm MetaFormer block: ``x + DP(LS1(attn(mixer(norm1(x)))))``, then ``x + DP(LS2(mlp(norm2(x))))``."""
+    """Pre-norm MetaFormer block: ``x + DP(LS1(attn(mixer(norm1(x)))))``, then ``x + DP(LS2(mlp(norm2(x))))``
+    (``mlp``: ``"mlp"`` or TransNeXt's ``"convglu"``, :func:`~blockzoo.blocks.common.mlp.make_mlp`)."""
 
     def __init__(self, dim: int, *, mixer: nn.Module, attn: nn.Module | None = None,
                  norm_layer: Callable[[int], nn.Module], act_layer: Callable[[], nn.Module], mlp_ratio: float = 4.0,
                  ls_init_value: float | None = 1e-5, drop_path: float = 0.0, mlp_layout: str = "linear",
-                 mlp_drop: float = 0.0, mlp_bias: bool = True, feat_size=None, ctx=None):
+                 mlp_drop: float = 0.0, mlp_bias: bool = True, mlp: str = "mlp", feat_size=None, ctx=None):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.mixer = mixer
@@ -41,7 +42,7 @@ class MetaFormerBlock(nn.Module):
         self.ls1 = layer_scale(dim, ls_init_value)
         self.drop_path1 = make_drop_path(drop_path)
         self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
+        self.mlp = make_mlp(mlp, dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
         self.ls2 = layer_scale(dim, ls_init_value)
         self.drop_path2 = make_drop_path(drop_path)
 
@@ -54,18 +55,18 @@ class MetaNeXtBlock(nn.Module):
     """MetaNeXt block (InceptionNeXt; ConvNeXt with ``ln2d``): ``x + DP(LS(mlp(norm(attn(mixer(x))))))``.
 
     With a LayerNorm2d norm and ``mlp_layout="linear"`` the norm and the MLP run on one NHWC view (no extra permutes);
-    the result is identical to the NCHW path.
+    the result is identical to the NCHW path. ``mlp`` as :class:`MetaFormerBlock`.
     """
 
     def __init__(self, dim: int, *, mixer: nn.Module, attn: nn.Module | None = None,
                  norm_layer: Callable[[int], nn.Module], act_layer: Callable[[], nn.Module], mlp_ratio: float = 4.0,
                  ls_init_value: float | None = 1e-6, drop_path: float = 0.0, mlp_layout: str = "linear",
-                 mlp_drop: float = 0.0, mlp_bias: bool = True, feat_size=None, ctx=None):
+                 mlp_drop: float = 0.0, mlp_bias: bool = True, mlp: str = "mlp", feat_size=None, ctx=None):
         super().__init__()
         self.mixer = mixer
         self.attn = attn if attn is not None else nn.Identity()
         self.norm = norm_layer(dim)
-        self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
+        self.mlp = make_mlp(mlp, dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
         self.ls = layer_scale(dim, ls_init_value)
         self.drop_path = make_drop_path(drop_path)
         self._fused_ln = type(self.norm) is LayerNorm2d and mlp_layout == "linear"
