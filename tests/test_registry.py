@@ -98,8 +98,9 @@ def test_docs_catalog_lists_every_entry():
 
 def test_list_models_like_timm_lists_of_patterns_excludes_and_any_case():
     from blockzoo import ConfigError
-    assert list_models(["resnet5*", "WRN_16_1"]) == ["resnet50", "resnet56", "wrn_16_1"]
-    assert list_models("*resnet50*", exclude_filters=["pf_*", "se*", "halo*"]) == ["ecaresnet50", "resnet50"]
+    assert list_models(["resnet5*", "WRN_16_1"], exclude_filters="*_ibn_*") == ["resnet50", "resnet56", "wrn_16_1"]
+    assert list_models("*resnet50*", exclude_filters=["pf_*", "se*", "halo*", "*ibn*", "g_ghost*"]) == \
+        ["ecaresnet50", "resnet50"]
     assert list_models("SERESNET50") == ["seresnet50"] and list_models([]) == list_models()
     assert list_blocks(pattern=["ECA*", "se"], exclude_filters="*_ns") == ["eca", "se"]
     with pytest.raises(ConfigError, match="pattern must be a string"):

@@ -106,8 +106,6 @@ def _slot_cases():
     for _fam, model in sorted(family_representatives().items()):
         spec = get_model_spec(model)
         for slot, default in spec.slots.items():
-            if slot in ("connection",):
-                continue
             for blk in list_blocks(slot=slot):
                 if blk != default and not blk.startswith("_"):
                     cases.append(pytest.param(model, slot, blk, id=f"{model}-{slot}={blk}"))

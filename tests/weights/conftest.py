@@ -13,7 +13,8 @@ import torch
 LAYOUTS = Path(__file__).parent / "timm_layouts"
 #: layouts of models over ~20M parameters: filling and running them takes seconds
 SLOW_LAYOUTS = ("resnet50", "seresnet50", "sknet50", "convnext_tiny", "swin_tiny_patch4_window7_224",
-                "swinv2_tiny_window8_256")
+                "swinv2_tiny_window8_256", "inception_v4", "inception_resnet_v2",
+                "nasnetalarge")
 
 
 def read_layout(name: str) -> dict:

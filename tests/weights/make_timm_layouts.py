@@ -36,11 +36,15 @@ LAYOUT_MODELS = {
     "vit_tiny_patch16_224": "vit_tiny_patch16_224",
     "deit_tiny_distilled_patch16_224": "deit_tiny_distilled_patch16_224",
     "halonet_h1": "halonet_h1",
+    "nasnetalarge": "nasnetalarge",
+    "inception_v4": "inception_v4", "inception_resnet_v2": "inception_resnet_v2",
+    "ghostnet_100": "ghostnet_100", "ghostnetv2_100": "ghostnetv2_100",
 }
 #: input side of the layouts whose model is built for another size than 64 px (the Swin window rule depends on it)
 INPUT_SIDE = {"swin_nano_patch2_window4_32": 32, "swin_tiny_patch4_window7_224": 224,
               "swinv2_nano_patch2_window4_32": 32, "swinv2_tiny_window8_256": 256,
               "halonet_h1": 256,   # timm's halo layers need maps that are multiples of the block size (8)
+              "inception_v4": 75, "inception_resnet_v2": 75,   # the smallest input (unpadded convs)
               "convit_tiny": 224,   # timm's ConViT has a fixed input size
               "vit_tiny_patch16_224": 224, "deit_tiny_distilled_patch16_224": 224}
 TRUNK_ONLY = ("poolformer_s12",)

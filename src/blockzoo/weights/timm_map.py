@@ -85,6 +85,35 @@ _HALONET: list[Rule] = [
     (r"\.shortcut\.0\.", ".shortcut.conv."), (r"\.shortcut\.1\.", ".shortcut.bn."), (r"^fc\.", "head.fc."),
     (r"^stem\.0\.", "stem.conv1.conv."), (r"^stem\.1\.", "stem.conv1.bn."),   # after the block rules
 ]
+#: timm ``InceptionV4``: blockzoo's named stem units and ``stages.<s>.reduction`` / ``.blocks.<j>`` are timm's flat
+#: ``features.<i>`` (6 stem units, 4 Inception-A, Reduction-A, 7 B, Reduction-B, 3 C); conv units' ``norm`` is ``bn``.
+_V4_STEM = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "mixed_3a", "mixed_4a", "mixed_5a")
+_V4_STAGE_START = {("0", "blocks"): 6, ("1", "reduction"): 10, ("1", "blocks"): 11, ("2", "reduction"): 18,
+                   ("2", "blocks"): 19}
+_INCEPTION_V4: list[Rule] = [
+    (r"^stem\.(\w+?)\.", lambda m: f"features.{_V4_STEM.index(m.group(1))}."),
+    (r"^stages\.(\d)\.(reduction|blocks)\.(?:(\d+)\.)?",
+     lambda m: f"features.{_V4_STAGE_START[m.group(1), m.group(2)] + int(m.group(3) or 0)}."),
+    (r"\.norm\.", ".bn."), (r"^fc\.", "last_linear."),
+]
+#: timm ``InceptionResnetV2``: the stem units have timm's names; the stages are timm's ``repeat`` / ``mixed_6a`` /
+#: ``repeat_1`` / ``mixed_7a`` / ``repeat_2`` / ``block8`` / ``conv2d_7b``; a block's branches sit directly on timm's
+#: block, whose linear 1x1 projection is ``conv2d``.
+_IR_STAGES = {"0.blocks": "repeat", "1.reduction": "mixed_6a", "1.blocks": "repeat_1", "2.reduction": "mixed_7a",
+              "2.blocks": "repeat_2", "2.final": "block8", "2.conv_head": "conv2d_7b"}
+_INCEPTION_RESNET_V2: list[Rule] = [
+    (r"^stem\.", ""), (r"^stages\.(\d\.\w+)\.", lambda m: f"{_IR_STAGES[m.group(1)]}."), (r"\.mixed\.", "."),
+    (r"\.proj\.", ".conv2d."), (r"\.norm\.", ".bn."), (r"^fc\.", "classif."),
+]
+#: timm ``NASNetALarge`` (``models/nasnet.py``): blockzoo's flat ``cells.<i>`` are timm's named cells (two stem cells,
+#: then three stacks of six normal cells with a reduction cell between them); the factorized reduction of a cell's
+#: ``prev`` (``reduce_prev``) has its modules directly on timm's cell; the classifier is ``last_linear``.
+_NASNET_LARGE_CELLS = ("cell_stem_0", "cell_stem_1", *(f"cell_{i}" for i in range(6)), "reduction_cell_0",
+                       *(f"cell_{i}" for i in range(6, 12)), "reduction_cell_1", *(f"cell_{i}" for i in range(12, 18)))
+_NASNET_LARGE: list[Rule] = [
+    (r"^cells\.(\d+)\.", lambda m: f"{_NASNET_LARGE_CELLS[int(m.group(1))]}."), (r"\.reduce_prev\.", "."),
+    (r"^fc\.", "last_linear."),
+]
 #: blocks per stage of MobileNetV2 (the paper's Table 2, n = 1, 2, 3, 4, 3, 3, 1; timm's ``arch_def``).
 _MBV2_DEPTHS = (1, 2, 3, 4, 3, 3, 1)
 #: inside a block: blockzoo ``<conv>.conv`` / ``<conv>.norm`` -> timm; the first block is timm's
@@ -110,6 +139,19 @@ _MOBILENETV2: list[Rule] = [
     (r"^stem\.conv\.", "conv_stem."), (r"^stem\.norm\.", "bn1."),
     (r"^blocks\.(\d+)\.(conv_\w+\.(?:conv|norm))\.(.*)$", _mbv2_block),
     (r"^conv_head\.conv\.", "conv_head."), (r"^conv_head\.norm\.", "bn2."), (r"^fc\.", "classifier."),
+]
+#: timm ``GhostNet`` (v1 and v2): the Ghost modules' ``ConvNormAct`` units are timm's ``nn.Sequential``s
+#: (``primary_conv.0`` / ``.1``), the DFC gate is timm's ``short_conv.0-5``, the SE timm's ``se.conv_reduce`` /
+#: ``conv_expand``; blockzoo's ``conv_last`` is timm's ``blocks.9.0`` and ``head_pre.0`` its ``conv_head``.
+_DFC_ORDER = ("conv", "bn", "conv_h", "bn_h", "conv_v", "bn_v")
+_GHOSTNET: list[Rule] = [
+    (r"\.(primary_conv|cheap_operation)\.(conv|norm)\.", lambda m: f".{m.group(1)}.{int(m.group(2) == 'norm')}."),
+    (r"\.dfc\.(\w+)\.", lambda m: f".short_conv.{_DFC_ORDER.index(m.group(1))}."),
+    (r"\.conv_dw\.conv\.", ".conv_dw."), (r"\.conv_dw\.norm\.", ".bn_dw."),
+    (r"\.attn\.fc1\.", ".se.conv_reduce."), (r"\.attn\.fc2\.", ".se.conv_expand."),
+    (r"^stem\.conv\.", "conv_stem."), (r"^stem\.norm\.", "bn1."),
+    (r"^conv_last\.conv\.", "blocks.9.0.conv."), (r"^conv_last\.norm\.", "blocks.9.0.bn1."),
+    (r"^head_pre\.0\.", "conv_head."), (r"^fc\.", "classifier."),
 ]
 
 
@@ -174,6 +216,13 @@ TIMM_MODELS: dict[str, TimmModel] = {
               deit_tiny_distilled_patch16_224=("deit_tiny_distilled_patch16_224", "fb_in1k")),
     **_family(_CONVIT, convit_tiny=("convit_tiny", "fb_in1k"), convit_small=("convit_small", "fb_in1k"),
               convit_base=("convit_base", "fb_in1k")),
+    **_family(_INCEPTION_V4, inception_v4=("inception_v4", "tf_in1k")),
+    **_family(_INCEPTION_RESNET_V2, inception_resnet_v2=("inception_resnet_v2", "tf_in1k")),
+    **_family(_NASNET_LARGE, nasnetalarge=("nasnetalarge", "tf_in1k")),
+    **_family(_GHOSTNET, r"(\.se\.conv_(reduce|expand)|^conv_head)\.weight$",
+              ghostnet_050=("ghostnet_050", None), ghostnet_100=("ghostnet_100", "in1k"),
+              ghostnet_130=("ghostnet_130", None), ghostnetv2_100=("ghostnetv2_100", "in1k"),
+              ghostnetv2_130=("ghostnetv2_130", "in1k"), ghostnetv2_160=("ghostnetv2_160", "in1k")),
 }
 
 
