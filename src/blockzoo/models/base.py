@@ -60,8 +60,8 @@ from blockzoo.checks import check_choice, check_input, check_int, tracing
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.registry import SlotContext, build_slot, get_block_spec, is_block, parse_slot_value
 
-__all__ = ["PerBlock", "per_stage_values", "parse_once", "Backbone", "ImageNetStem", "init_weights", "out_size",
-           "to_size"]
+__all__ = ["PerBlock", "per_stage_values", "per_stage", "parse_once", "Backbone", "ImageNetStem", "init_weights",
+           "out_size", "to_size"]
 
 _MAX_INPUT = 1 << 14   # the search for the smallest working input stops here
 _NOMINAL = 1 << 12     # the input size whose path gives each feature map's reduction
@@ -100,6 +100,17 @@ class PerBlock:
 
     def __repr__(self) -> str:
         return f"PerBlock({getattr(self.fn, '__qualname__', None) or self.fn!r})"
+
+
+def per_stage(value: Any, n: int, name: str, owner: str = "") -> list[Any]:
+    """A model option with one entry per stage (``dims``, ``num_heads``, ``mlp_ratios`` ...): a list / tuple of ``n``
+    values, or one value for every stage; a list of another length is a ConfigError naming ``owner`` (the model)."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * n
+    if len(value) != n:
+        raise ConfigError(f"{owner + ': ' if owner else ''}{name} has {len(value)} entries but the model has {n} "
+                          f"stages; give one value per stage or a single value for all")
+    return list(value)
 
 
 def per_stage_values(value: Any) -> list[Any] | None:

@@ -176,7 +176,7 @@ from blockzoo.blocks.common.metaformer import (
 from blockzoo.blocks.common.mlp import MLPS
 from blockzoo.checks import check_choice, check_positive
 from blockzoo.errors import ConfigError
-from blockzoo.models.base import Backbone, init_weights, parse_once, to_size
+from blockzoo.models.base import Backbone, init_weights, parse_once, per_stage, to_size
 from blockzoo.registry import build_slot
 
 __all__ = ["MetaFormer", "SMALL_IMG_SIZE", "CONVNEXT_MACRO", "metaformer_entry"]
@@ -189,15 +189,6 @@ CONVNEXT_MACRO: dict[str, Any] = dict(block="metanext", mlp_ratios=4.0, ls_init_
                                       downsample="patch", head_norm="post")
 
 # ------------------------------------------------------------------------------------------------------ backbone
-def _per_stage(value: Any, n: int, name: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ConfigError(f"{name} has {len(value)} entries but the model has {n} stages; give one value per "
-                              f"stage or a single value for all")
-        return list(value)
-    return [value] * n
-
-
 def _mlp_option(mlp: Any, blocks: list[Any], owner: str) -> dict[str, Any]:
     """The ``mlp=`` keyword the blocks get: none for the default MLP (so a family block without the option still
     builds), else ``{"mlp": mlp}`` after checking the name and that every block class takes it."""
@@ -268,13 +259,13 @@ class MetaFormer(Backbone):
         act_layer: Callable[[], nn.Module] = partial(make_act, parse_once(act))
 
         blocks_cls = [BLOCKS[b] if isinstance(b, str) and b in BLOCKS else b
-                      for b in _per_stage(block, n_stages, "block")]
+                      for b in per_stage(block, n_stages, "block")]
         for b in blocks_cls:
             if not callable(b):
                 raise ConfigError(f"unknown block {b!r}; choose one of {', '.join(BLOCKS)} or pass a block class")
         mlp_kw = _mlp_option(mlp, blocks_cls, model_name)
         ratios = [check_positive(r, "mlp_ratios", owner="MetaFormer")
-                  for r in _per_stage(mlp_ratios, n_stages, "mlp_ratios")]
+                  for r in per_stage(mlp_ratios, n_stages, "mlp_ratios")]
 
         # stem
         feat = to_size(img_size)

@@ -64,7 +64,7 @@ from blockzoo.blocks.common.layers import make_act, out_size
 from blockzoo.blocks.mixers.transnext import AggregatedAttention, LengthScaledAttention, TransNeXtBlock, pool_grid
 from blockzoo.checks import check_int, check_positive
 from blockzoo.errors import ConfigError
-from blockzoo.models.base import Backbone, parse_once, to_size
+from blockzoo.models.base import Backbone, parse_once, per_stage, to_size
 from blockzoo.registry import Claim, register_model
 
 __all__ = ["OverlapPatchEmbed", "TransNeXtStage", "TransNeXt", "from_official_state_dict"]
@@ -101,14 +101,6 @@ class TransNeXtStage(nn.Module):
         return self.norm(self.blocks(self.patch_embed(x))).permute(0, 3, 1, 2)
 
 
-def _per_stage(value: Any, n: int, name: str, owner: str) -> list[Any]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
-    if len(values) != n:
-        raise ConfigError(f"{owner}: {name} has {len(values)} entries but the model has {n} stages (depths); give one "
-                          f"value per stage")
-    return values
-
-
 class TransNeXt(Backbone):
     """TransNeXt backbone; see the module docstring for the options."""
 
@@ -127,10 +119,10 @@ class TransNeXt(Backbone):
             raise ConfigError(f"{model_name}: depths must list the blocks of each stage, e.g. (2, 2, 15, 2); got "
                               f"{depths!r}")
         n = len(depths)
-        dims, heads = _per_stage(dims, n, "dims", model_name), _per_stage(num_heads, n, "num_heads", model_name)
+        dims, heads = per_stage(dims, n, "dims", model_name), per_stage(num_heads, n, "num_heads", model_name)
         ratios = [check_positive(r, "mlp_ratios", owner=model_name)
-                  for r in _per_stage(mlp_ratios, n, "mlp_ratios", model_name)]
-        srs = _per_stage(sr_ratios, n, "sr_ratios", model_name)
+                  for r in per_stage(mlp_ratios, n, "mlp_ratios", model_name)]
+        srs = per_stage(sr_ratios, n, "sr_ratios", model_name)
         for k, values in (("depths", depths), ("dims", dims), ("num_heads", heads), ("sr_ratios", srs)):
             for v in values:
                 check_int(v, k, min_value=1, owner=model_name)

@@ -43,7 +43,7 @@ from blockzoo.blocks.mixers.swin import PatchMerging, SwinBlock
 from blockzoo.blocks.mixers.swinv2 import SwinV2Block
 from blockzoo.checks import check_choice, check_int, check_positive
 from blockzoo.errors import ConfigError
-from blockzoo.models.base import Backbone, parse_once, to_size
+from blockzoo.models.base import Backbone, parse_once, per_stage, to_size
 
 __all__ = ["PatchEmbed", "SwinStage", "SwinTransformer", "swin_entry"]
 
@@ -78,15 +78,6 @@ class SwinStage(nn.Module):
         return self.blocks(self.downsample(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
 
 
-def _per_stage(value: Any, n: int, name: str, owner: str) -> list[Any]:
-    """One entry per stage: a list / tuple of ``n`` values, or one value for all."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
-    if len(values) != n:
-        raise ConfigError(f"{owner}: {name} has {len(values)} entries but the model has {n} stages (depths); give "
-                          f"one value per stage")
-    return values
-
-
 class SwinTransformer(Backbone):
     """Swin Transformer (V1 / V2) backbone; see the module docstring for the options."""
 
@@ -105,7 +96,7 @@ class SwinTransformer(Backbone):
             raise ConfigError(f"{model_name}: depths must list the blocks of each stage, e.g. (2, 2, 6, 2); got "
                               f"{depths!r}")
         n = len(depths)
-        dims, heads = _per_stage(dims, n, "dims", model_name), _per_stage(num_heads, n, "num_heads", model_name)
+        dims, heads = per_stage(dims, n, "dims", model_name), per_stage(num_heads, n, "num_heads", model_name)
         for k, values in (("depths", depths), ("dims", dims), ("num_heads", heads)):
             for v in values:
                 check_int(v, k, min_value=1, owner=model_name)
@@ -114,8 +105,8 @@ class SwinTransformer(Backbone):
             raise ConfigError(f"{model_name}: drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.model_name, self.in_chans, self.num_stages, self.version = model_name, in_chans, n, version
         windows = [check_int(w, "window_size", min_value=1, owner=model_name)
-                   for w in _per_stage(window_size, n, "window_size", model_name)]
-        pretrained = _per_stage(pretrained_window_sizes, n, "pretrained_window_sizes", model_name)
+                   for w in per_stage(window_size, n, "window_size", model_name)]
+        pretrained = per_stage(pretrained_window_sizes, n, "pretrained_window_sizes", model_name)
         act_layer = partial(make_act, parse_once(act))
 
         feat = to_size(img_size)
