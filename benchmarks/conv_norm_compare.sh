@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue-12 benchmark: the conv units (conv slot: conv3x3 = the baseline, ghost, mgic, sk) and the norm blocks (norm
-# slot: bn = the baseline, ibn_a, gn) swapped into ResNet-20 on Fashion-MNIST, at the issue-3 attention benchmark's
+# slot: bn = the baseline, ibn_a, ibn_b, gn) swapped into ResNet-20 on Fashion-MNIST, at the issue-3 attention benchmark's
 # budget so the numbers stand next to benchmarks/results/attn_resnet20/: a fixed class-balanced 6,000-image training
 # subset, 3 epochs, 3 seeds, evaluated once on the full 10,000-image test set; default recipe (SGD nesterov one-cycle,
 # label smoothing 0.1, crop+flip, precision auto, channels_last), one thread per compare (the conv and the norm sweeps
@@ -21,7 +21,7 @@ run() {  # slot variants
 }
 case "${1:-both}" in
   conv) run conv conv3x3,ghost,mgic,sk ;;
-  norm) run norm bn,ibn_a,gn ;;
-  both) run conv conv3x3,ghost,mgic,sk & run norm bn,ibn_a,gn; wait ;;
+  norm) run norm bn,ibn_a,ibn_b,gn ;;
+  both) run conv conv3x3,ghost,mgic,sk & run norm bn,ibn_a,ibn_b,gn; wait ;;
   *) echo "usage: $0 [conv|norm|both]" >&2; exit 2 ;;
 esac
