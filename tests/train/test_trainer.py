@@ -543,3 +543,43 @@ def test_lookahead_checkpoint_is_required_to_resume_with_lookahead(tmp_path, dat
         train(seeded_cfg_for(tmp_path, epochs=2), TinyBN(), tr, te, on_epoch_end=kill_at_1)
     with pytest.raises(CheckpointError, match="lookahead"), pytest.warns(UserWarning, match="changed settings"):
         train(seeded_cfg_for(tmp_path, epochs=2, lookahead=True, resume=True), TinyBN(), tr, te)
+
+
+def test_grad_noise_is_annealed_seeded_by_step_and_resumes_exactly(tmp_path, data_256):
+    """--grad-noise (Neelakantan et al. 2015): N(0, eta / (1 + t)^gamma) added to every gradient; the draw depends
+    only on (seed, step), so a killed-and-resumed run equals the uninterrupted one; off (0) by default."""
+    from blockzoo.train.trainer import _Run
+    assert TrainConfig().grad_noise == 0 and TrainConfig().grad_noise_decay == 0.55
+    with pytest.raises(ConfigError, match="grad-noise"):
+        TrainConfig(grad_noise=-1.0).validate()
+    # the std at step t, on a big zero gradient
+    tr, te = data_256
+    run = _Run.__new__(_Run)                          # only what _add_grad_noise reads
+    big = nn.Linear(400, 500)
+    run.cfg, run.model, run.device = seeded_cfg_for(tmp_path, grad_noise=0.3), big, torch.device("cpu")
+    draws = []
+    for t in (0, 99, 99):
+        run.global_step = t
+        big.weight.grad, big.bias.grad = torch.zeros_like(big.weight), torch.zeros_like(big.bias)
+        run._add_grad_noise()
+        draws.append(big.weight.grad.clone())
+        assert big.weight.grad.std().item() == pytest.approx(math.sqrt(0.3 / (1 + t) ** 0.55), rel=0.01)
+    assert torch.equal(draws[1], draws[2]) and not torch.equal(draws[0] / draws[0].std(), draws[1] / draws[1].std())
+
+    noisy = dict(grad_noise=1.0)
+    torch.manual_seed(0)
+    res = train(seeded_cfg_for(tmp_path / "a", **noisy), TinyBN(), tr, te)
+    torch.manual_seed(0)
+    plain = train(seeded_cfg_for(tmp_path / "p"), TinyBN(), tr, te)
+    assert res["final_test_loss"] != plain["final_test_loss"]
+
+    def kill_at_2(m):
+        if m["epoch"] == 2:
+            raise Killed
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        train(seeded_cfg_for(tmp_path / "b", **noisy), TinyBN(), tr, te, on_epoch_end=kill_at_2)
+    res_b = train(seeded_cfg_for(tmp_path / "b", **noisy, resume=True), TinyBN(), tr, te)
+    assert res_b["final_test_loss"] == res["final_test_loss"]
+    sa, sb = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

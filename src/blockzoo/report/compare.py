@@ -205,7 +205,7 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     results["budget"] = {k: getattr(base_train.resolved(), k) for k in (
         "data", "subset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "label_smoothing",
         "precision", "channels_last", "augment", "test_subset", "img_size", "aa", "reprob", "mixup", "cutmix",
-        "lookahead", "norm_lr_scale", "data_init", "test_time_aug")}
+        "lookahead", "norm_lr_scale", "data_init", "test_time_aug", "grad_noise", "grad_noise_decay")}
     results["budget"]["seeds"] = list(cfg.seeds)
     # what "auto" (or "amp") became on the machine(s) that trained the runs, as each result.json records it
     results["budget"]["precision_used"] = sorted({str(r.get("precision")) for per in runs.values()
@@ -326,11 +326,14 @@ def _augmentation_words(b: dict[str, Any]) -> str:
 
 
 def _technique_words(b: dict[str, Any]) -> str:
-    """``, lookahead EMA, norm lr x64, data-dependent init`` (the fast recipe's extras) or nothing."""
+    """``, lookahead EMA, norm lr x64, data-dependent init`` (the fast recipe's extras), gradient noise, or
+    nothing."""
     words = [text for key, text in (("lookahead", "lookahead EMA"), ("data_init", "data-dependent init"))
              if b.get(key)]
     if b.get("norm_lr_scale", 1.0) != 1.0:
         words.append(f"norm lr x{b['norm_lr_scale']:g}")
+    if b.get("grad_noise"):
+        words.append(f"gradient noise eta {b['grad_noise']:g}, gamma {b.get('grad_noise_decay', 0.55):g}")
     return "".join(f", {w}" for w in words)
 
 

@@ -97,6 +97,10 @@ class TrainConfig:
                                      "step as the other parameters")
     clip_grad_norm: float | None = _opt(None, "clip the global gradient L2 norm to this value (default: no "
                                               "clipping)")
+    grad_noise: float = _opt(0.0, "annealed gradient noise (Neelakantan et al. 2015): add N(0, sigma_t^2) to every "
+                                  "gradient at step t, sigma_t^2 = eta / (1 + t)^gamma, this value is eta (paper: "
+                                  "0.01, 0.3 or 1.0); 0 = off")
+    grad_noise_decay: float = _opt(0.55, "gamma of --grad-noise's annealing (paper: 0.55)")
     schedule: str = _opt("onecycle", "LR schedule after the linear warm-up: onecycle (linear decay to 0), cosine "
                                      "(cosine decay to 0), constant, or airbench (from 0.2 x peak up to the peak over "
                                      "the warm-up, then linear to 0)", choices=SCHEDULES)
@@ -170,7 +174,7 @@ class TrainConfig:
         for name in ("lr", "clip_grad_norm", "max_train_time_s", "norm_lr_scale"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), _flag(name))
-        for name in ("weight_decay", "warmup_epochs"):
+        for name in ("weight_decay", "warmup_epochs", "grad_noise", "grad_noise_decay"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), _flag(name), allow_zero=True)
         for name in ("momentum", "label_smoothing"):

@@ -776,13 +776,16 @@ class _Run:
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
-            if cfg.clip_grad_norm is not None:
+            if cfg.clip_grad_norm is not None or cfg.grad_noise > 0:
                 scaler.unscale_(optimizer)
+            self._add_grad_noise()
+            if cfg.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            self._add_grad_noise()
             if cfg.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
@@ -792,6 +795,23 @@ class _Run:
         self.global_step += 1
         if self.lookahead is not None:
             self.lookahead.step(model, self.global_step, self.total_steps)
+
+    def _add_grad_noise(self) -> None:
+        """``--grad-noise``: g += N(0, eta / (1 + t)^gamma) on every gradient (t = global step, from 0), after the
+        gradients are averaged over processes and unscaled, before clipping. The noise is drawn from a generator seeded
+        by (seed, t) alone, so it is the same on every process and a resumed run draws what the uninterrupted one
+        did."""
+        eta = self.cfg.grad_noise
+        if eta <= 0:
+            return
+        std = math.sqrt(eta / (1 + self.global_step) ** self.cfg.grad_noise_decay)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed((self.cfg.seed * 1_000_003 + self.global_step) % 2**63)
+        with torch.no_grad():
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.add_(torch.randn(p.grad.shape, generator=gen, device=p.grad.device, dtype=p.grad.dtype),
+                                alpha=std)
 
     def _finish_epoch(self, epoch: int, ep: dict[str, Any], bar: _Progress) -> dict[str, Any]:
         """Account the epoch, evaluate it when due, write its metrics line and checkpoint; returns the metrics."""
