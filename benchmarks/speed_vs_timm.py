@@ -97,6 +97,9 @@ SHARED: dict[str, Callable[[], nn.Module]] = {
     **{n: _timm_named(n) for n in ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
                                    "deit_tiny_distilled_patch16_224", "convit_tiny", "convit_small",
                                    "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224")},
+    # the ConvNet backbones of issue 12 (timed at --img like the others; Inception's native size is 299, NASNet's 331)
+    **{n: _timm_named(n) for n in ("ghostnet_050", "ghostnet_100", "ghostnet_130", "ghostnetv2_100",
+                                   "inception_v4", "inception_resnet_v2", "nasnetalarge")},
 }
 
 

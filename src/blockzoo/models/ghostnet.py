@@ -134,7 +134,7 @@ class GhostNet(Backbone):
 
         stem_ch = make_divisible(16 * width, 4)
         stem_stride = 1 if small else 2
-        self.stem = ConvNormAct(in_chans, stem_ch, 3, stem_stride, norm=norm, act=act)
+        self.stem = ConvNormAct(in_chans, stem_ch, 3, stem_stride, norm=norm, act=act, inplace=True)
         feat = self.track(feat, stem_stride)
 
         strides = [group[0][4] for group in GHOSTNET_CFG]
@@ -164,7 +164,7 @@ class GhostNet(Backbone):
                 self.add_feature(f"blocks.{si}", in_ch)
         self.blocks = nn.Sequential(*groups)
         last_ch = make_divisible(960 * width, 4)
-        self.conv_last = ConvNormAct(in_ch, last_ch, 1, norm=norm, act=act)
+        self.conv_last = ConvNormAct(in_ch, last_ch, 1, norm=norm, act=act, inplace=True)
         self.head_channels, self._act = head_channels, act
         self.init_head(last_ch, num_classes, head, drop_rate, feat_size=feat)
         self._build_head_pre()

@@ -93,8 +93,11 @@ class GhostModule(nn.Module):
                 f"ghost: groups={groups} must divide the input channels ({in_channels}) and the intrinsic channels "
                 f"ceil({out_channels}/{ratio}) = {init}; use groups=1 or widths divisible by the groups")
         self.in_channels, self.out_channels, self.ratio = in_channels, out_channels, ratio
-        self.primary_conv = ConvNormAct(in_channels, init, kernel_size, stride, groups=groups, norm=norm, act=act)
-        self.cheap_operation = ConvNormAct(init, init * (ratio - 1), dw_size, 1, groups=init, norm=norm, act=act)
+        # activations in place on the fresh conv / norm output (as timm's GhostModule)
+        self.primary_conv = ConvNormAct(in_channels, init, kernel_size, stride, groups=groups, norm=norm, act=act,
+                                        inplace=True)
+        self.cheap_operation = ConvNormAct(init, init * (ratio - 1), dw_size, 1, groups=init, norm=norm, act=act,
+                                           inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.primary_conv(x)
