@@ -578,6 +578,8 @@ def cmd_docs(a: argparse.Namespace) -> int:
 
 def cmd_claims(a: argparse.Namespace) -> int:
     from blockzoo import registry as R
+    if a.lab is not None:
+        return _cmd_claims_lab(a)
     rows = []
     for n in R.list_blocks() + R.list_models():
         spec = R.get_block_spec(n) if R.is_block(n) else R.get_model_spec(n)
@@ -591,6 +593,20 @@ def cmd_claims(a: argparse.Namespace) -> int:
         return 0
     _console().print(_table(f"registered claims ({len(rows)})", ["name", "paper", "status", "claim", "check"],
                             [[r["name"], r["paper"] or "", r["status"], r["claim"], r["check"] or ""] for r in rows]))
+    return 0
+
+
+def _cmd_claims_lab(a: argparse.Namespace) -> int:
+    from blockzoo.report.verdicts import load_verdicts
+    recs = [r for r in load_verdicts(a.lab or None) if not a.verdict or r["verdict"] == a.verdict]
+    if a.json:
+        _print_json(recs)
+        return 0
+    _console().print(_table(f"claims lab: the papers' claims run at CPU scale ({len(recs)})",
+                            ["name", "paper", "block", "verdict", "claim", "result", "budget"],
+                            [[r["name"], _paper_title(r["paper"]) if isinstance(r["paper"], dict) else str(r["paper"]),
+                              r.get("block") or "", r["verdict"], r["claim"], r["summary"], r["budget"]]
+                             for r in recs]))
     return 0
 
 
@@ -677,6 +693,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("claims", help="the papers' checkable claims and where blockzoo checks them")
     s.add_argument("--status", default=None, choices=["tested", "measured", "not checked"], help="only this status")
+    s.add_argument("--lab", nargs="?", const="", default=None, metavar="DIR",
+                   help="the claims lab instead: the verdicts of the claim runs of benchmarks/claims/ (default DIR: "
+                   "benchmarks/results/claims)")
+    s.add_argument("--verdict", default=None, choices=["reproduced", "not reproduced", "inconclusive"],
+                   help="with --lab: only this verdict")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_claims)
     return p
