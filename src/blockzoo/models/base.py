@@ -55,13 +55,15 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint
 
-from blockzoo.blocks.common.layers import out_size
+from blockzoo.blocks.common.init import apply_block_inits
+from blockzoo.blocks.common.layers import LayerNorm2d, out_size
+from blockzoo.blocks.common.metaformer import PooledNorm
 from blockzoo.checks import check_choice, check_input, check_int, tracing
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.registry import SlotContext, build_slot, get_block_spec, is_block, parse_slot_value
 
-__all__ = ["PerBlock", "per_stage_values", "per_stage", "parse_once", "Backbone", "ImageNetStem", "init_weights",
-           "out_size", "to_size"]
+__all__ = ["PerBlock", "per_stage_values", "per_stage", "parse_once", "Backbone", "ImageNetStem", "PooledNormHead",
+           "init_weights", "out_size", "to_size"]
 
 _MAX_INPUT = 1 << 14   # the search for the smallest working input stops here
 _NOMINAL = 1 << 12     # the input size whose path gives each feature map's reduction
@@ -503,6 +505,11 @@ class Backbone(nn.Module):
 
     default_cfg = pretrained_cfg
 
+    #: the input normalisation of the family's ImageNet models (``pretrained_cfg`` mean / std); TF-slim-trained
+    #: families (Inception, NASNet) take inputs scaled to [-1, 1]: mean = std = 0.5
+    input_mean: tuple[float, ...] = IMAGENET_MEAN
+    input_std: tuple[float, ...] = IMAGENET_STD
+
     def _default_pretrained_cfg(self) -> dict[str, Any]:
         from blockzoo.registry import get_model_spec, list_models
         from blockzoo.weights.timm_map import TIMM_MODELS  # the architectures shared with timm, and their weights
@@ -513,7 +520,7 @@ class Backbone(nn.Module):
         if size:
             cfg["input_size"] = (self.in_chans, *size)
         if spec and spec.num_classes == 1000 and size and min(size) >= 128:
-            cfg.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+            cfg.update(mean=self.input_mean, std=self.input_std)
         if spec and spec.paper:
             cfg["paper"] = f"{spec.paper.title} (arXiv:{spec.paper.arxiv})" if getattr(spec.paper, "arxiv", None) \
                 else spec.paper.title
@@ -556,6 +563,33 @@ class Backbone(nn.Module):
             self.head_hidden_size = getattr(self.head, "out_features", self.num_features)
         self.num_classes = num_classes
         self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+
+class PooledNormHead:
+    """Mixin (before :class:`Backbone` in the bases) for the ConvNeXt-style head: pooling -> LayerNorm of the pooled
+    vector (``head_norm``) -> dropout -> ``fc`` (MOAT, FcaFormer). Call :meth:`init_head_norm` after ``init_head``;
+    a new classifier (``reset_classifier``) is initialised with ``fc_init`` (std 0.02, zero bias) and keeps the head
+    LayerNorm unless a new pooling head changes the pooled size."""
+
+    fc_init = staticmethod(nn.init.trunc_normal_)
+
+    def init_head_norm(self, eps: float) -> None:
+        self._head_norm_eps = eps
+        self.head_norm = PooledNorm(LayerNorm2d(self.head_hidden_size, eps=eps))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.head_norm(self.head(x)))
+        return x if pre_logits else self.fc(x)
+
+    def _reset_classifier(self, num_classes: int, head: Any) -> None:
+        super()._reset_classifier(num_classes, head)
+        if self.head_norm.norm.weight.shape[0] != self.head_hidden_size:
+            self.init_head_norm(self._head_norm_eps)
+        if isinstance(self.fc, nn.Linear):
+            self.fc_init(self.fc.weight, std=0.02)
+            nn.init.zeros_(self.fc.bias)
+
+
 def init_weights(model: nn.Module, zero_init_last: bool = False) -> None:
     """Kaiming-normal (fan_out, ReLU) convs, unit/zero norms, PyTorch-default linears; then every submodule that defines
     ``init_weights()`` (blocks with a paper-specific init) re-applies its own; optionally zero the last norm of each
@@ -573,9 +607,7 @@ def init_weights(model: nn.Module, zero_init_last: bool = False) -> None:
             nn.init.uniform_(m.weight, -bound, bound)
             if m.bias is not None:
                 nn.init.uniform_(m.bias, -bound, bound)
-    for m in model.modules():  # blocks with a paper-specific init (e.g. zero-initialised output BN) re-apply it
-        if m is not model and callable(getattr(m, "init_weights", None)):
-            m.init_weights()
+    apply_block_inits(model)  # blocks with a paper-specific init (e.g. zero-initialised output BN) re-apply it
     if zero_init_last:
         for m in model.modules():
             if hasattr(m, "zero_init_last") and m is not model:

@@ -47,18 +47,18 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.drop import drop_path_schedule
+from blockzoo.blocks.common.init import init_normal
 from blockzoo.blocks.common.layers import ConvNormAct, LayerNorm2d, make_act, out_size
-from blockzoo.blocks.common.metaformer import MetaFormerStage, MetaNeXtBlock, PooledNorm
+from blockzoo.blocks.common.metaformer import MetaFormerStage, MetaNeXtBlock
 from blockzoo.blocks.mixers.dwconv import DWConv
 from blockzoo.blocks.mixers.fcaformer import FcaBlock, FcaStage
 from blockzoo.checks import check_choice, check_int, check_positive
 from blockzoo.errors import ConfigError
-from blockzoo.models.base import Backbone, parse_once, to_size
+from blockzoo.models.base import Backbone, PooledNormHead, parse_once, to_size
 from blockzoo.registry import Claim, register_model
 
 __all__ = ["FcaFormer", "PatchMerging", "FCAFORMER_CONFIGS", "SLOTS"]
@@ -88,7 +88,7 @@ class PatchMerging(nn.Sequential):
         return out_size(size, 2, 3, 1)
 
 
-class FcaFormer(Backbone):
+class FcaFormer(PooledNormHead, Backbone):
     """Hybrid FcaFormer backbone (see the module docstring).
 
     Args:
@@ -162,36 +162,14 @@ class FcaFormer(Backbone):
             self.add_feature(f"stages.{i}", dim)
         self.stages = nn.Sequential(*stages)
         self.init_head(dims[-1], num_classes, head, drop_rate, feat_size=feat)
-        self.head_norm = PooledNorm(LayerNorm2d(self.head_hidden_size, eps=1e-5))
+        self.init_head_norm(1e-5)
         self._init_weights()
 
     def _init_weights(self) -> None:
         """Official init: conv / linear weights trunc-normal(0.02), zero biases, norms (1, 0); then each block's own
         (LSFs 1, attention biases 0, layer scales 1e-6)."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+        init_normal(self, 0.02)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.head_norm(self.head(x)))
-        return x if pre_logits else self.fc(x)
-
-    def _reset_classifier(self, num_classes: int, head: Any) -> None:
-        """A new classifier; the head LayerNorm is rebuilt only when a new pooling ``head`` changes the pooled size."""
-        super()._reset_classifier(num_classes, head)
-        if self.head_norm.norm.weight.shape[0] != self.head_hidden_size:
-            self.head_norm = PooledNorm(LayerNorm2d(self.head_hidden_size, eps=1e-5))
-        if isinstance(self.fc, nn.Linear):
-            nn.init.trunc_normal_(self.fc.weight, std=0.02)
-            nn.init.zeros_(self.fc.bias)
 
     def no_weight_decay(self) -> set[str]:
         """The attention biases and the LSFs (per-token scalars, as position tables)."""

@@ -275,11 +275,7 @@ class _Inception(Backbone):
         self.init_head(num_features, num_classes, head, drop_rate, feat_size=feat)
         init_weights(self)
 
-    def _default_pretrained_cfg(self) -> dict[str, Any]:
-        cfg = super()._default_pretrained_cfg()
-        if "mean" in cfg:   # the released models take inputs scaled to [-1, 1] (TF-slim inception preprocessing)
-            cfg.update(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-        return cfg
+    input_mean = input_std = (0.5, 0.5, 0.5)   # the released models take inputs in [-1, 1] (TF-slim preprocessing)
 
 
 class InceptionV4(_Inception):

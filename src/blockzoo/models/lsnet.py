@@ -77,6 +77,7 @@ import torch.nn as nn
 from blockzoo.blocks.attention.se import se_value_divisible
 from blockzoo.blocks.common.conv_bn import ConvBN
 from blockzoo.blocks.common.drop import drop_path_schedule, make_drop_path
+from blockzoo.blocks.common.init import apply_block_inits
 from blockzoo.blocks.common.layers import make_act
 from blockzoo.blocks.common.metaformer import MetaFormerStage
 from blockzoo.checks import tracing
@@ -334,9 +335,7 @@ class LSNet(Backbone):
         if init == "kaiming":
             init_weights(self)
         else:
-            for m in self.modules():
-                if m is not self and callable(getattr(m, "init_weights", None)):
-                    m.init_weights()
+            apply_block_inits(self)
         self._init_fc()
 
     def _init_fc(self) -> None:

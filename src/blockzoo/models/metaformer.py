@@ -163,6 +163,7 @@ import torch
 import torch.nn as nn
 
 from blockzoo.blocks.common.drop import drop_path_schedule
+from blockzoo.blocks.common.init import init_normal
 from blockzoo.blocks.common.layers import make_act, make_norm
 from blockzoo.blocks.common.metaformer import (
     BLOCKS,
@@ -335,18 +336,7 @@ class MetaFormer(Backbone):
         self._pooled_features = pooled
 
     def _init_trunc_normal(self, head_init_scale: float) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+        init_normal(self, 0.02)
         if head_init_scale != 1.0 and isinstance(self.fc, nn.Linear):
             with torch.no_grad():
                 self.fc.weight.mul_(head_init_scale)

@@ -59,17 +59,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.drop import drop_path_schedule
-from blockzoo.blocks.common.layers import ConvNormAct, LayerNorm2d
-from blockzoo.blocks.common.metaformer import PooledNorm
+from blockzoo.blocks.common.init import init_normal
+from blockzoo.blocks.common.layers import ConvNormAct
 from blockzoo.blocks.mixers.moat import MBConv, MOATBlock
 from blockzoo.checks import check_choice
 from blockzoo.errors import ConfigError
-from blockzoo.models.base import Backbone, out_size, parse_once, to_size
+from blockzoo.models.base import Backbone, PooledNormHead, out_size, parse_once, to_size
 from blockzoo.registry import Claim, register_model
 
 __all__ = ["MOAT", "SLOTS", "SMALL_SLOTS", "BLOCK_TYPES", "MOAT_CONFIGS"]
@@ -95,7 +94,7 @@ MOAT_CONFIGS: dict[str, tuple[tuple[int, int], tuple[int, ...], tuple[int, ...],
 _TEST = "tests/models/test_moat.py"
 
 
-class MOAT(Backbone):
+class MOAT(PooledNormHead, Backbone):
     """MOAT backbone (see the module docstring).
 
     Args:
@@ -108,6 +107,8 @@ class MOAT(Backbone):
         drop_rate: dropout before the classifier; drop_path_rate: stochastic depth, linear over the blocks.
         attn: the MBConvs' recalibration block (``se`` in stages 1-2), per stage; mixer: the MOAT blocks' attention.
     """
+
+    fc_init = staticmethod(nn.init.normal_)  # the official classifier init: normal(0.02), not truncated
 
     _feature_path = ("stem", "stages.*")
 
@@ -161,36 +162,14 @@ class MOAT(Backbone):
         self.stages = nn.Sequential(*stages)
         self.feat_size = feat
         self.init_head(in_ch, num_classes, head, drop_rate, feat_size=feat)
-        self.head_norm = PooledNorm(LayerNorm2d(self.head_hidden_size, eps=LN_EPS))
+        self.init_head_norm(LN_EPS)
         self._init_weights()
 
     def _init_weights(self) -> None:
         """Official init: conv / linear weights normal(0.02), zero biases, norms (1, 0); then each block's own
         (the position tables: normal(0.02))."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+        init_normal(self, 0.02, trunc=False)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.head_norm(self.head(x)))
-        return x if pre_logits else self.fc(x)
-
-    def _reset_classifier(self, num_classes: int, head: Any) -> None:
-        """A new classifier; the head LayerNorm is kept unless a new pooling ``head`` changes the pooled size."""
-        super()._reset_classifier(num_classes, head)
-        if self.head_norm.norm.weight.shape[0] != self.head_hidden_size:
-            self.head_norm = PooledNorm(LayerNorm2d(self.head_hidden_size, eps=LN_EPS))
-        if isinstance(self.fc, nn.Linear):
-            nn.init.normal_(self.fc.weight, std=0.02)
-            nn.init.zeros_(self.fc.bias)
 
     def no_weight_decay(self) -> set[str]:
         """The relative position tables (as Swin's in timm)."""

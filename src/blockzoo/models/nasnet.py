@@ -349,11 +349,7 @@ class NASNetA(Backbone):
         self.init_head(x_ch, num_classes, head, drop_rate, feat_size=feat)
         init_weights(self)
 
-    def _default_pretrained_cfg(self) -> dict[str, Any]:
-        cfg = super()._default_pretrained_cfg()
-        if "mean" in cfg:   # the released ImageNet models take inputs in [-1, 1] (TF-slim inception preprocessing)
-            cfg.update(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-        return cfg
+    input_mean = input_std = (0.5, 0.5, 0.5)   # the released models take inputs in [-1, 1] (TF-slim preprocessing)
 
     def _feature_map(self, x: Any, inp: torch.Tensor) -> torch.Tensor:
         """A cell's ``(output, x)`` state -> its output after ReLU (timm's feature taps: the activation the next cell

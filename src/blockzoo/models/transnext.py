@@ -60,6 +60,7 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.drop import drop_path_schedule
+from blockzoo.blocks.common.init import apply_block_inits
 from blockzoo.blocks.common.layers import make_act, out_size
 from blockzoo.blocks.mixers.transnext import AggregatedAttention, LengthScaledAttention, TransNeXtBlock, pool_grid
 from blockzoo.checks import check_int, check_positive
@@ -181,9 +182,7 @@ class TransNeXt(Backbone):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+        apply_block_inits(self)
 
     def _reset_classifier(self, num_classes: int, head: Any) -> None:
         super()._reset_classifier(num_classes, head)

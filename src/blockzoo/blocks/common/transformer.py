@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo.blocks.common.drop import make_drop_path
+from blockzoo.blocks.common.init import apply_block_inits
 from blockzoo.blocks.common.layer_scale import LayerScale
 from blockzoo.blocks.common.layers import make_act, out_size
 from blockzoo.blocks.common.mlp import Mlp
@@ -225,6 +226,4 @@ def init_transformer_weights(model: nn.Module, tokens: tuple[torch.Tensor | None
     for p in tokens:
         if p is not None:
             nn.init.trunc_normal_(p, std=0.02)
-    for m in model.modules():
-        if m is not model and callable(getattr(m, "init_weights", None)):
-            m.init_weights()
+    apply_block_inits(model)
