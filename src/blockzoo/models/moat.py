@@ -45,8 +45,8 @@ Deviations / options
 * ``drop_path_rate``: linear over the blocks (``drop_path_schedule``: 0 at the first block, the rate at the last);
   the official code uses ``rate * i / n`` (not quite reaching it); default 0 (the paper trains MOAT-0/1 with
   0.2/0.3). ``pool_size`` 2 (classification, official default) or 3 (the official choice for dense prediction).
-* Padding: PyTorch's symmetric padding (see the block module); the SE uses ReLU (blockzoo ``se``), the official
-  code SiLU: same parameters and MACs.
+* Padding: PyTorch's symmetric padding (see the block module); the SE uses ReLU (blockzoo ``se``, the SE paper's), the
+  official code SiLU: ``attn=["se(act=silu)"] * 2 + ["none"] * 2`` (same parameters and MACs).
 
 Small inputs (28-32 px), ``stem="small"``
 -----------------------------------------

@@ -21,3 +21,14 @@ def test_se_hidden_and_values():
     s = torch.sigmoid(torch.tensor([2 * h, -h + 1.0]))
     expected = x * s[None, :, None, None]
     assert torch.allclose(m(x), expected)
+
+
+def test_se_hidden_activation_option():
+    """``act`` picks the hidden activation (MOAT's official SE uses SiLU); the default stays the paper's ReLU."""
+    assert isinstance(create_block("se", 32).act, torch.nn.ReLU)
+    blk = create_block("se(act=silu)", 32)
+    assert isinstance(blk.act, torch.nn.SiLU)
+    x = torch.randn(2, 32, 4, 4)
+    s = x.mean((2, 3))
+    want = x * torch.sigmoid(blk.fc2(torch.nn.functional.silu(blk.fc1(s))))[:, :, None, None]
+    torch.testing.assert_close(blk(x), want)

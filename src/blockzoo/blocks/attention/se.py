@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blockzoo import papers
-from blockzoo.blocks.common.layers import make_divisible
+from blockzoo.blocks.common.layers import make_act, make_divisible
 from blockzoo.checks import check_choice, check_int
 from blockzoo.registry import Claim, parse_slot_value, register_block
 
@@ -19,10 +19,11 @@ GATES = {"sigmoid": torch.sigmoid, "hsigmoid": F.hardsigmoid}
 
 
 class SqueezeExcite(nn.Module):
-    """SE block. ``hidden`` overrides ``channels // reduction``; ``gate`` is ``sigmoid`` (paper) or ``hsigmoid``."""
+    """SE block. ``hidden`` overrides ``channels // reduction``; ``gate`` is ``sigmoid`` (paper) or ``hsigmoid``;
+    ``act`` the hidden activation (paper: ReLU; an ``act`` slot value, e.g. ``"silu"`` as in MOAT's official code)."""
 
     def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid",
-                 act: type[nn.Module] = nn.ReLU):
+                 act: type[nn.Module] | str = nn.ReLU):
         super().__init__()
         check_int(channels, "channels", min_value=1, owner="se")
         check_choice(gate, "gate", GATES, owner="se")
@@ -31,7 +32,7 @@ class SqueezeExcite(nn.Module):
         else:
             self.hidden = check_int(hidden, "hidden", min_value=1, owner="se")
         self.fc1 = nn.Linear(channels, self.hidden)
-        self.act = act()
+        self.act = make_act(act) if isinstance(act, str) else act()
         self.fc2 = nn.Linear(self.hidden, channels)
         self.gate = gate
 
@@ -48,8 +49,9 @@ class SqueezeExcite(nn.Module):
                   "tests/models/test_resnet.py::test_param_counts"),
             Claim("hidden size is C // r with r = 16", "tests/blocks/attention/test_se.py::test_se_hidden_and_values")),
 )
-def se(channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid") -> nn.Module:
-    return SqueezeExcite(channels, reduction=reduction, hidden=hidden, gate=gate)
+def se(channels: int, reduction: int = 16, hidden: int | None = None, gate: str = "sigmoid",
+       act: str = "relu") -> nn.Module:
+    return SqueezeExcite(channels, reduction=reduction, hidden=hidden, gate=gate, act=act)
 
 
 def se_value_divisible(value, channels: int, divisor: int, round_limit: float = 0.9):
