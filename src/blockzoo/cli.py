@@ -289,6 +289,10 @@ def cmd_info(a: argparse.Namespace) -> int:
 
     kinds = ["block", "model"] if is_block(a.name) and is_model(a.name) else [None]
     infos = [get_info(a.name, k) for k in kinds]
+    from blockzoo.report.verdicts import load_verdicts
+    for info in infos:
+        info["lab"] = [{k: r[k] for k in ("name", "verdict", "claim", "summary", "budget")}
+                       for r in load_verdicts(block=info["name"])]
     if a.json:
         _print_json(infos[0] if len(infos) == 1 else infos)
         return 0
@@ -320,6 +324,8 @@ def _print_info(info: dict[str, Any]) -> None:
         lines.append(f"  notes: {info['notes']}")
     for c in info.get("claims", []):
         lines.append(f"  claim [{c['status']}]: {c['text']}" + (f"  ({c['check']})" if c.get("check") else ""))
+    for r in info.get("lab", []):
+        lines.append(f"  claims lab [{r['verdict']}]: {r['claim']} -- {r['summary']} ({r['budget']})")
     if info.get("usage"):
         lines.append("  usage:\n    " + info["usage"].replace("\n", "\n    "))
     con = _console()
@@ -593,6 +599,10 @@ def cmd_claims(a: argparse.Namespace) -> int:
         return 0
     _console().print(_table(f"registered claims ({len(rows)})", ["name", "paper", "status", "claim", "check"],
                             [[r["name"], r["paper"] or "", r["status"], r["claim"], r["check"] or ""] for r in rows]))
+    from blockzoo.report.verdicts import load_verdicts
+    if not a.status and load_verdicts():
+        a.lab, a.verdict = "", None   # the claims lab's verdicts follow the structural claims
+        return _cmd_claims_lab(a)
     return 0
 
 

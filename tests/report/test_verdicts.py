@@ -41,3 +41,18 @@ def test_cli_lists_the_lab(tmp_path, capsys):
     assert [r["name"] for r in rows] == ["one"]
     assert main(["claims", "--lab", str(tmp_path)]) == 0
     assert "claims lab" in capsys.readouterr().out
+
+
+def test_info_and_claims_show_the_lab_next_to_the_registry(tmp_path, monkeypatch, capsys):
+    """``blockzoo info BLOCK`` lists the verdicts about that block; plain ``blockzoo claims`` adds the lab table."""
+    _write(tmp_path / "benchmarks" / "results" / "claims", "one", "reproduced")
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", "scaled_residual", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [r["verdict"] for r in info["lab"]] == ["reproduced"]
+    assert main(["info", "scaled_residual"]) == 0
+    assert "claims lab [reproduced]: scaling stabilises training" in capsys.readouterr().out
+    assert main(["info", "se", "--json"]) == 0 and json.loads(capsys.readouterr().out)["lab"] == []
+    assert main(["claims"]) == 0
+    out = capsys.readouterr().out
+    assert "registered claims" in out and "claims lab" in out

@@ -20,10 +20,10 @@ from typing import Any
 from blockzoo.errors import ConfigError
 from blockzoo.files import atomic_write_text
 
-__all__ = ["VERDICTS", "DEFAULT_DIR", "write_verdict", "load_verdicts"]
+__all__ = ["VERDICTS", "DEFAULT_DIR", "write_verdict", "lab_dir", "load_verdicts"]
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
-DEFAULT_DIR = Path("benchmarks") / "results" / "claims"
+DEFAULT_DIR = Path("benchmarks") / "results" / "claims"   # where the scripts write (relative to the repository root)
 _REQUIRED = ("name", "paper", "claim", "verdict", "summary", "budget", "rule", "command")
 
 
@@ -68,10 +68,19 @@ def write_verdict(name: str, *, paper: Any, claim: str, verdict: str, summary: s
     return path
 
 
-def load_verdicts(directory: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every verdict record in ``directory`` (default ``benchmarks/results/claims``), sorted by name; a record
-    missing a required field is an error naming the file."""
-    d = Path(directory) if directory is not None else DEFAULT_DIR
+def lab_dir() -> Path:
+    """The recorded verdicts: ``benchmarks/results/claims`` of the current directory, else of the checkout the
+    package runs from (an editable install), else the current directory's (which may not exist)."""
+    if DEFAULT_DIR.is_dir():
+        return DEFAULT_DIR
+    repo = Path(__file__).resolve().parents[3] / DEFAULT_DIR
+    return repo if repo.is_dir() else DEFAULT_DIR
+
+
+def load_verdicts(directory: str | Path | None = None, block: str | None = None) -> list[dict[str, Any]]:
+    """Every verdict record in ``directory`` (default :func:`lab_dir`), sorted by name, only those about ``block``
+    if given; a record missing a required field is an error naming the file."""
+    d = Path(directory) if directory is not None else lab_dir()
     if not d.is_dir():
         return []
     recs = []
@@ -81,5 +90,6 @@ def load_verdicts(directory: str | Path | None = None) -> list[dict[str, Any]]:
         if missing or rec.get("verdict") not in VERDICTS:
             raise ConfigError(f"{p}: not a claims-lab verdict (missing {', '.join(missing) or 'a valid verdict'}); "
                               f"write it with blockzoo.report.verdicts.write_verdict")
-        recs.append(rec)
+        if block is None or rec.get("block") == block:
+            recs.append(rec)
     return recs
