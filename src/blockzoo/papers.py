@@ -111,3 +111,46 @@ FCAFORMER = Paper("FcaFormer: Forward Cross Attention in Hybrid Vision Transform
                   id="S044", authors="Zhang, Hu & Wang")
 FMVIT = Paper("FMViT: A Multiple-Frequency Mixing Vision Transformer", 2023, "arXiv", "2311.05707", id="S050",
               url="https://github.com/tany0699/FMViT", authors="Tan et al.")
+ITERNORM = Paper("Iterative Normalization: Beyond Standardization towards Efficient Whitening", 2019, "CVPR",
+                 "1904.03441", url="https://github.com/huangleiBuaa/IterNorm", authors="Huang, Zhou, Zhu, Liu & Shao")
+BW_CONV_UNIT = Paper("Improving Generalization of Batch Whitening by Convolutional Unit Optimization", 2021, "ICCV",
+                     "2108.10629", id="S090", url="https://github.com/YooshinCho/pytorch_ConvUnitOptimization",
+                     authors="Cho, Cho, Kim & Kim")
+INVARIANCE_TRANSFORM = Paper("Exploiting Invariance in Training Deep Neural Networks", 2022, "AAAI", "2103.16634",
+                             id="S095", authors="Ye, Zhou, McKinney, Liu, Zhou & Zhdanov")
+BN_INIT = Paper("Revisiting Batch Norm Initialization", 2022, "ECCV", "2110.13989", id="S093",
+                url="https://github.com/osu-cvl/revisiting-bn-init", authors="Davis & Frank")
+CONVNORM = Paper("Convolutional Normalization: Improving Deep Convolutional Network Robustness and Training", 2021,
+                 "NeurIPS", "2103.00673", id="S096", url="https://github.com/shengliu66/ConvNorm",
+                 authors="Liu, Li, Zhai, You, Zhu, Fernandez-Granda & Qu")
+GN_PLUS = Paper("Understanding and Improving Group Normalization", 2022, "arXiv", "2207.01972", id="S100",
+                authors="Gunawan, Yin & Zhang")
+WEIGHT_STD = Paper("Micro-Batch Training with Batch-Channel Normalization and Weight Standardization", 2019, "arXiv",
+                   "1903.10520", url="https://github.com/joe-siyuan-qiao/WeightStandardization",
+                   authors="Qiao, Wang, Liu, Shen & Yuille")
+QUANT_WHITEPAPER = Paper("Quantizing deep convolutional networks for efficient inference: A whitepaper", 2018, "arXiv",
+                         "1806.08342", id="S007", authors="Krishnamoorthi")
+HYPER_CONNECTIONS = Paper("Hyper-Connections", 2025, "ICLR", "2409.19606", id="S001", authors="Zhu et al.")
+SHALLOW_AGAIN = Paper("Make Deep Networks Shallow Again", 2023, "KDIR", "2309.08414", id="S012",
+                      authors="Bermeitinger, Hrycej & Handschuh")
+CONVBN_TUNE = Paper("Efficient ConvBN Blocks for Transfer Learning and Beyond", 2024, "ICLR", "2305.11624", id="S069",
+                    authors="Xiong et al.")
+TAYLOR_PRUNING = Paper("Importance Estimation for Neural Network Pruning", 2019, "CVPR", "1906.10771", id="S104",
+                       url="https://github.com/NVlabs/Taylor_pruning",
+                       authors="Molchanov, Mallya, Tyree, Frosio & Kautz")
+HIER_PRUNING = Paper("Neural Network Compression via Effective Filter Analysis and Hierarchical Pruning", 2022, "arXiv",
+                     "2206.03596", id="S107", authors="Zhou, Lian, Yin & Wang")
+LRPET = Paper("Compact Model Training by Low-Rank Projection with Energy Transfer", 2022, "arXiv", "2204.05566",
+              id="S094", url="https://github.com/BZQLin/LRPET", authors="Guo, Lin, Chen, Xing, Liu & Xu")
+MEAL_V2 = Paper("MEAL V2: Boosting Vanilla ResNet-50 to 80%+ Top-1 Accuracy on ImageNet without Tricks", 2020, "arXiv",
+                "2009.08453", id="S027", url="https://github.com/szq0214/MEAL-V2", authors="Shen & Savvides")
+FERKD = Paper("FerKD: Surgical Label Adaptation for Efficient Distillation", 2023, "ICCV", "2312.17473", id="S062",
+              url="https://github.com/szq0214/FKD/tree/main/FerKD", authors="Shen")
+EIGENCAM = Paper("Eigen-CAM: Class Activation Map using Principal Components", 2020, "IJCNN", "2008.00299", id="S088",
+                 authors="Muhammad & Yeasin")
+LINEARSCOPE = Paper("A Tour of Convolutional Networks Guided by Linear Interpreters", 2019, "ICCV", "1908.05168",
+                    id="S022", authors="Navarrete Michelini, Liu, Lu & Jiang")
+GRAD_NOISE = Paper("Adding Gradient Noise Improves Learning for Very Deep Networks", 2015, "arXiv", "1511.06807",
+                   id="S010", authors="Neelakantan et al.")
+GRADINIT = Paper("GradInit: Learning to Initialize Neural Networks for Stable and Efficient Training", 2021, "NeurIPS",
+                 "2102.08098", id="S102", url="https://github.com/zhuchen03/gradinit", authors="Zhu et al.")
