@@ -97,6 +97,7 @@ class Requires:
     fixed_resolution: bool = False    # needs the input resolution at construction (gets input_resolution=(H, W))
     min_channels: int = 1             # smallest channel count it supports
     stride: bool = False              # accepts ``stride`` / ``out_channels`` (conv slot)
+    streams: bool = False             # connection slot: carries n residual streams (needs SlotContext(streams=True))
 
 
 @dataclass
@@ -143,6 +144,7 @@ class SlotContext:
     model: str = "<model>"
     position: str = ""
     feat_size: tuple[int, int] | None = None     # spatial size of the slot's input, when known
+    streams: bool = False                        # the skeleton carries residual streams (hyper-connections)
 
 
 # The slots a backbone may declare. Each entry: what a block in that slot must do.
@@ -739,6 +741,11 @@ def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotCont
         raise IncompatibleBlockError(
             f"{name!r} needs the input resolution when it is built, and {where} does not know it; "
             f"pass img_size= to create_model.")
+    if req.streams and not ctx.streams:
+        raise IncompatibleBlockError(
+            f"{name!r} carries several residual streams through the trunk, and {where} merges a single stream; use "
+            f"it in a skeleton that carries streams (the ResNet skeleton, the ViT skeleton's connection= option) or "
+            f"another connection block.")
     if slot == "act":
         return _build_block(name, None, kw)
     out_ch = kw.get("out_channels")

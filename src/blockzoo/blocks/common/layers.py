@@ -6,6 +6,8 @@ ConvNeXt), ``none``. Activations: relu, relu6, gelu, silu, hswish (MobileNetV3),
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -197,5 +199,36 @@ def _residual(channels: int | None = None, **_: object) -> nn.Module:
     return Residual()
 
 
+class SubLayerMerges(nn.ModuleList):
+    """The ``connection`` slot of a block with several residual sub-layers (a pre-norm transformer's attention and
+    MLP): one merge per sub-layer, built with ``SlotContext(streams=True)`` at ``<ctx>.connection<i>``;
+    ``forward(x, branches)`` merges ``branch_i`` of each sub-layer in turn. With a stream connection
+    (hyper-connections) each sub-layer reads its input through the width connection and writes back through the depth
+    connection; the skeleton marks the trunk's first / last block's merges (``expands`` / ``reduces``, see
+    :func:`blockzoo.blocks.connection.hyper.stream_trunk`). ``channels_last``: the streams are tokens ``(B, N, C)``."""
+
+    def __init__(self, connection: object, dim: int, ctx=None, count: int = 2, channels_last: bool = False):
+        where = ctx or (lambda pos: SlotContext(position=pos))
+        super().__init__(build_slot("connection", connection, dim,
+                                    dataclasses.replace(where(f"connection{i + 1}"), streams=True))
+                         for i in range(count))
+        self.streams = getattr(self[0], "streams", 0)
+        self.expands = self.reduces = False
+        for merge in self:
+            if channels_last and getattr(merge, "streams", 0):
+                merge.set_channels_last()
+
+    def forward(self, x: torch.Tensor, branches) -> torch.Tensor:
+        if not self.streams:
+            for merge, branch in zip(self, branches):
+                x = merge(x, branch(x))
+            return x
+        h = self[0].expand(x) if self.expands else x
+        for merge, branch in zip(self, branches):
+            inp, mixed, beta = merge.width(h)
+            h = merge.depth(mixed, branch(inp), beta)
+        return self[-1].reduce(h) if self.reduces else h
+
+
 __all__ = ["out_size", "make_divisible", "LayerNorm2d", "gn_groups", "make_act", "make_norm", "ConvNormAct", "PoolHead",
-           "Residual", "HSwish", "SlotContext"]
+           "Residual", "SubLayerMerges", "HSwish", "SlotContext"]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layer_scale import layer_scale
-from blockzoo.blocks.common.layers import LayerNorm2d, out_size
+from blockzoo.blocks.common.layers import LayerNorm2d, SubLayerMerges, out_size
 from blockzoo.blocks.common.mlp import make_mlp
 from blockzoo.checks import check_choice
 from blockzoo.errors import ConfigError
@@ -29,12 +29,16 @@ __all__ = ["MetaFormerBlock", "MetaNeXtBlock", "BLOCKS", "MetaFormerStage", "Con
 # ------------------------------------------------------------------------------------------------------ blocks
 class MetaFormerBlock(nn.Module):
     """Pre-norm MetaFormer block: ``x + DP(LS1(attn(mixer(norm1(x)))))``, then ``x + DP(LS2(mlp(norm2(x))))``
-    (``mlp``: ``"mlp"`` or TransNeXt's ``"convglu"``, :func:`~blockzoo.blocks.common.mlp.make_mlp`)."""
+    (``mlp``: ``"mlp"`` or TransNeXt's ``"convglu"``, :func:`~blockzoo.blocks.common.mlp.make_mlp`).
+    ``connection``: ``None`` keeps the plain sums; a ``connection`` slot value builds one merge per sub-layer
+    (:class:`~blockzoo.blocks.common.layers.SubLayerMerges`, at ``<ctx>.connection1/2``), e.g. hyper-connections,
+    whose streams the backbone sets up with :func:`blockzoo.blocks.connection.hyper.stream_trunk`."""
 
     def __init__(self, dim: int, *, mixer: nn.Module, attn: nn.Module | None = None,
                  norm_layer: Callable[[int], nn.Module], act_layer: Callable[[], nn.Module], mlp_ratio: float = 4.0,
                  ls_init_value: float | None = 1e-5, drop_path: float = 0.0, mlp_layout: str = "linear",
-                 mlp_drop: float = 0.0, mlp_bias: bool = True, mlp: str = "mlp", feat_size=None, ctx=None):
+                 mlp_drop: float = 0.0, mlp_bias: bool = True, mlp: str = "mlp", feat_size=None, ctx=None,
+                 connection: Any = None):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.mixer = mixer
@@ -45,10 +49,20 @@ class MetaFormerBlock(nn.Module):
         self.mlp = make_mlp(mlp, dim, int(mlp_ratio * dim), act_layer, bias=mlp_bias, drop=mlp_drop, layout=mlp_layout)
         self.ls2 = layer_scale(dim, ls_init_value)
         self.drop_path2 = make_drop_path(drop_path)
+        self.merges = None if connection is None else SubLayerMerges(
+            connection, dim, None if ctx is None else (lambda pos: ctx(pos, feat_size)))
+
+    def _mixer_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path1(self.ls1(self.attn(self.mixer(self.norm1(x)))))
+
+    def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.mixer(self.norm1(x)))))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if self.merges is None:
+            x = x + self._mixer_branch(x)
+            return x + self._mlp_branch(x)
+        return self.merges(x, (self._mixer_branch, self._mlp_branch))
 
 
 class MetaNeXtBlock(nn.Module):

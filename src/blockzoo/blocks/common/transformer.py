@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.init import apply_block_inits
 from blockzoo.blocks.common.layer_scale import LayerScale
-from blockzoo.blocks.common.layers import make_act, out_size
+from blockzoo.blocks.common.layers import SubLayerMerges, make_act, out_size
 from blockzoo.blocks.common.mlp import Mlp
 from blockzoo.checks import check_int
 from blockzoo.errors import ConfigError
@@ -135,11 +135,15 @@ class TransformerBlock(nn.Module):
 
     ``attn``: an already built token-attention module (default :class:`Attention` with ``num_heads``, ``qkv_bias``);
     ``init_values``: layer scale (``None``: none, as ViT/DeiT); ``act``: the MLP activation (a slot value).
+    ``connection``: ``None`` keeps the plain sums; a ``connection`` slot value builds one merge per sub-layer
+    (:class:`~blockzoo.blocks.common.layers.SubLayerMerges` ``merges``), e.g. hyper-connections (Zhu et al., ICLR
+    2025: one per attention / MLP sub-layer); ``ctx``: the block's slot context (``block_ctx``).
     """
 
     def __init__(self, dim: int, num_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  attn: nn.Module | None = None, init_values: float | None = None, drop_path: float = 0.0,
-                 norm: Any = "ln", act: Any = "gelu", proj_drop: float = 0.0, attn_drop: float = 0.0):
+                 norm: Any = "ln", act: Any = "gelu", proj_drop: float = 0.0, attn_drop: float = 0.0,
+                 connection: Any = None, ctx: Any = None):
         super().__init__()
         self.norm1 = token_norm(norm, dim)
         self.attn = attn if attn is not None else Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
@@ -149,10 +153,19 @@ class TransformerBlock(nn.Module):
         self.mlp = TokenMlp(dim, int(dim * mlp_ratio), lambda: make_act(act), drop=proj_drop)
         self.ls2 = TokenLayerScale(dim, init_values) if init_values is not None else nn.Identity()
         self.drop_path2 = make_drop_path(drop_path)
+        self.merges = None if connection is None else SubLayerMerges(connection, dim, ctx, channels_last=True)
+
+    def _attn_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+
+    def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if self.merges is None:
+            x = x + self._attn_branch(x)
+            return x + self._mlp_branch(x)
+        return self.merges(x, (self._attn_branch, self._mlp_branch))
 
 
 class TokenMixer2d(nn.Module):

@@ -34,6 +34,9 @@ Hooks for the other attention families (ConViT, DeepViT ...)
 - ``no_embed_class`` (timm's name): the position embedding covers only the patch tokens (required when
   ``cls_token_at > 0``, as in ConViT).
 - ``init_values``: layer scale in every block (``None``: none, as ViT/DeiT).
+- ``connection``: ``None`` (the plain residual sums) or a ``connection`` slot value for every sub-layer's merge,
+  e.g. ``"hyper_connection(n=4)"`` (Zhu et al., ICLR 2025: the paper's ViT experiments; the ``n`` streams run from
+  the first block to the last, whose output is their sum, then the final norm).
 - :meth:`VisionTransformer.init_weights`: trunc-normal(0.02) Linears with zero bias, position embedding and tokens
   (DeiT's official init; timm's ViT draws the class token with std 1e-6), unit/zero LayerNorms, the patch conv as
   PyTorch initialises it (as timm); then every submodule's own ``init_weights()`` (a GPSA's locality init).
@@ -55,6 +58,7 @@ from blockzoo.blocks.common.transformer import (
     init_transformer_weights,
     resample_pos_embed,
 )
+from blockzoo.blocks.connection.hyper import combine_streams, stream_trunk
 from blockzoo.checks import check_choice, check_int, tracing
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, to_size
@@ -78,7 +82,8 @@ class VisionTransformer(Backbone):
                  global_pool: str = "token", init_values: float | None = None, no_embed_class: bool = False,
                  cls_token_at: int = 0, drop_rate: float = 0.0, pos_drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 act: Any = "gelu", attn_layer: AttnLayer | None = None, model_name: str = "vit"):
+                 act: Any = "gelu", attn_layer: AttnLayer | None = None, connection: Any = None,
+                 model_name: str = "vit"):
         super().__init__()
         self.model_name = model_name
         owner = model_name
@@ -117,9 +122,13 @@ class VisionTransformer(Backbone):
             attn = attn_layer(i, embed_dim, num_heads) if attn_layer is not None else None
             blocks.append(TransformerBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, attn=attn,
                                            init_values=init_values, drop_path=dpr[i], act=act,
-                                           proj_drop=proj_drop_rate, attn_drop=attn_drop_rate))
+                                           proj_drop=proj_drop_rate, attn_drop=attn_drop_rate,
+                                           connection=connection, ctx=self.block_ctx(f"blocks.{i}")))
             self.add_feature(f"blocks.{i}", embed_dim)
         self.blocks = nn.Sequential(*blocks)
+        self.streams = 0 if connection is None else stream_trunk(
+            [b.merges for b in blocks], [m for b in blocks for m in b.merges], model_name)
+        self.stream_reduce = blocks[-1].merges[-1].reduce_mode if self.streams else None
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
         self._make_heads(num_classes)
@@ -163,6 +172,8 @@ class VisionTransformer(Backbone):
         """The patch tokens of a block's output on the patch grid of input ``inp``: ``(B, C, H/p, W/p)``."""
         p = self.patch_embed.patch_size
         h, w = inp.shape[-2] // p, inp.shape[-1] // p
+        if self.streams:   # the streams combined (hyper-connections)
+            x = combine_streams(x.unflatten(0, (-1, inp.shape[0])), self.stream_reduce)
         return x[:, -(h * w):].transpose(1, 2).unflatten(-1, (h, w))
 
     # -------------------------------------------------------------------------------------------------- head

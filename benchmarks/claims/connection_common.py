@@ -1,0 +1,51 @@
+"""What the connection claim runs (``connection_shallow.py``, S012; ``connection_hyper.py``, S001) share: the data
+(a Fashion-MNIST subset, average-pooled 2x to 14 x 14 inside the model to fit the CPU budget; synthetic data for the
+smoke runs), the training call (:func:`blockzoo.train.train`, SGD with momentum, cosine schedule, no augmentation)
+and the command-line options every such script has."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch.nn as nn
+
+from blockzoo.data import load_dataset
+from blockzoo.train import TrainConfig, train
+
+
+def add_options(p: argparse.ArgumentParser, *, subset: int, epochs: int, seeds: int, lr: float) -> None:
+    p.add_argument("--subset", type=int, default=subset, help="Fashion-MNIST training images")
+    p.add_argument("--test-subset", type=int, default=2000, help="Fashion-MNIST test (validation) images")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", default="fashion-mnist", help="a registered dataset (the smoke run: synthetic)")
+    p.add_argument("--smoke", action="store_true", help="a seconds-long run on synthetic data (not a verdict)")
+    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
+    p.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder, removed after)")
+
+
+def load(a: argparse.Namespace):
+    """``(train, test)`` datasets of the options (the smoke run: 128 / 64 synthetic 16 x 16 images, 1 epoch)."""
+    if a.smoke:
+        a.data, a.subset, a.test_subset, a.epochs, a.seeds = "synthetic", 128, 64, 1, 2
+    opts = {"num_classes": 10, "image_size": 16, "channels": 1} if a.data == "synthetic" else {}
+    return (load_dataset(a.data, "train", subset=a.subset, seed=0, **opts),
+            load_dataset(a.data, "test", subset=a.test_subset, seed=0, **opts))
+
+
+def pooled(model: nn.Module) -> nn.Module:
+    """The model behind a 2x average pooling of its input (28 x 28 -> 14 x 14: a quarter of the compute)."""
+    return nn.Sequential(nn.AvgPool2d(2), model)
+
+
+def fit(model: nn.Module, name: str, seed: int, a: argparse.Namespace, tr, te, work: Path) -> dict:
+    """Train ``model`` (seeded by the caller) and return its final train / test loss and test accuracy."""
+    cfg = TrainConfig(model=name, epochs=a.epochs, batch_size=a.batch_size, optimizer="sgd", lr=a.lr, momentum=0.9,
+                      weight_decay=5e-4, schedule="cosine", warmup_epochs=0.0, label_smoothing=0.0, augment=False,
+                      precision="fp32", seed=seed, threads=a.threads, out_dir=str(work / f"{name}-seed{seed}"),
+                      overwrite=True, checkpoint=False, progress=False, log="none", eval_every=a.epochs)
+    r = train(cfg, model, tr, te)
+    return {"train_loss": r["final_train_loss"], "test_loss": r["final_test_loss"], "test_acc": r["final_test_acc"]}
