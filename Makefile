@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch (pinned CPU build, see constraints.txt) and blockzoo into $(VENV) ..."
 	$(PIP) torch
-	$(PIP) -e '.[test,export,data,log,ray]'
+	$(PIP) -e '.[test,export,data,log,ray,quant]'
 	@# the speed benchmark's oracle, never a runtime dependency: timm without its torchvision dependency (no working
 	@# build here; benchmarks/timm_shim stands in), so that the benchmark's smoke test runs in the default suite
 	$(PIP) --no-deps timm==1.0.31

@@ -123,9 +123,15 @@ def _export_program(model: nn.Module, example: torch.Tensor, dynamic: bool) -> t
     return torch.export.export(model, (example,), dynamic_shapes=shapes)
 
 
+def _deploy_form(model: nn.Module) -> nn.Module:
+    from blockzoo.deploy.reparam import reparameterize
+
+    return reparameterize(model).eval()
+
+
 def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx",
                  example: torch.Tensor | None = None, dynamic: bool = True, check: bool = True,
-                 rtol: float = 1e-3, atol: float = 1e-4) -> dict[str, Any]:
+                 rtol: float = 1e-3, atol: float = 1e-4, deploy: bool = False) -> dict[str, Any]:
     """Export ``model`` (in eval mode; its mode is restored afterwards) to ``path`` as ``format`` ("onnx" or
     "torch-export", a ``.pt2`` program) and return ``{"format", "path", "max_abs_diff", "rtol", "atol", "ok"}``.
 
@@ -135,6 +141,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     ``max_abs_diff`` is the largest difference to eager and ``ok`` whether it is within ``atol + rtol *
     max|output|`` for every output. Without ``check``, ``max_abs_diff`` and ``ok`` are ``None``. ONNX needs
     ``pip install 'blockzoo[export]'`` (a :class:`ConfigError` says so when it is missing).
+    ``deploy=True`` exports the deploy form (``blockzoo.deploy.reparameterize``: BN folded, re-parameterizable blocks
+    merged; ``model`` itself is not changed), checked against the eager original; a quantized model
+    (``blockzoo.deploy.quantize``) is written in its back end's format by its own ``save``.
     """
     check_choice(format, "format", EXPORT_FORMATS, owner="export_model")
     path = os.fspath(path)
@@ -150,10 +159,11 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     try:
         with torch.no_grad():
             expected = _outputs(model(example))
+            target = _deploy_form(model) if deploy else model
             if format == "onnx":
-                atomic_write(path, _write_onnx(model, example, len(expected), dynamic))
+                atomic_write(path, _write_onnx(target, example, len(expected), dynamic))
             else:
-                program = _export_program(model, example, dynamic)
+                program = _export_program(target, example, dynamic)
                 atomic_write(path, lambda tmp: _save_program(program, tmp))
             result: dict[str, Any] = {"format": format, "path": path, "max_abs_diff": None, "rtol": rtol,
                                       "atol": atol, "ok": None}

@@ -21,7 +21,7 @@ from blockzoo.errors import ConfigError
 from .checkpoint import load_model, read_metadata
 from .trainer import evaluate, resolve_device
 
-__all__ = ["evaluate_checkpoint", "write_eval_report", "plot_confusion"]
+__all__ = ["evaluate_checkpoint", "checkpoint_split", "write_eval_report", "plot_confusion"]
 
 
 def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, *, data_dir: str | None = None,
@@ -32,29 +32,12 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, *, dat
     Returns ``{"checkpoint", "model", "data", "split", "n", "loss", "acc", "classes", "per_class_acc",
     "per_class_n", "confusion"}``. Raises :class:`ConfigError` if no dataset is given or known, or if the dataset's
     classes or channels do not match the model's."""
-    from blockzoo.data import Loader, load_split
+    from blockzoo.data import Loader
 
     path = os.fspath(path)
-    meta = read_metadata(path)
-    cfg = _training_config(path, meta)
-    data = data or cfg.get("data")
-    if not data:
-        raise ConfigError(f"{path!r} does not record its dataset (a weights file outside its run folder); pass "
-                          f"--data NAME (and --data-dir where its files are)")
-    # the run's own dataset is read as it trained on it (files, checksum check, image-folder size); the whole test
-    # split, whatever --test-subset the run used
-    same = data == cfg.get("data")
-    opts = SimpleNamespace(data=data, data_dir=data_dir if data_dir is not None or not same else cfg.get("data_dir"),
-                           verify=cfg.get("verify", True) if same else True,
-                           img_size=cfg.get("img_size") if same else None, subset=None, test_subset=None, seed=0)
     model = load_model(path)   # a file without model spec fails here, naming the fix
-    spec = meta["model_spec"]
-    test_set = load_split(opts, "test")
-    for what, ours, theirs in (("classes", spec["num_classes"], test_set.num_classes),
-                               ("input channels", spec["in_chans"], test_set.in_chans)):
-        if ours != theirs:
-            raise ConfigError(f"{path!r} holds a {spec['name']} for {ours} {what} but {data} has {theirs}; pass "
-                              f"the --data the model was trained on")
+    spec = read_metadata(path)["model_spec"]
+    data, test_set = checkpoint_split(path, "test", data, data_dir=data_dir)
     dev = resolve_device(device)
     model.to(dev)
     loader = Loader(test_set, batch_size, train=False, device=dev)
@@ -67,6 +50,36 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, *, dat
         "per_class_acc": [row[i] / n if n else None for i, (row, n) in enumerate(zip(confusion, per_n))],
         "confusion": confusion,
     }
+
+
+def checkpoint_split(path: str | os.PathLike, split: str, data: str | None = None, *,
+                     data_dir: str | None = None) -> tuple[str, Any]:
+    """``(data, dataset)``: the whole ``split`` ("train" or "test") of ``data`` (default: the dataset recorded with
+    the checkpoint in ``path``), read as the run read it. Raises :class:`ConfigError` if no dataset
+    is given or known, or if its classes or channels do not match the checkpoint's model."""
+    from blockzoo.data import load_split
+
+    path = os.fspath(path)
+    meta = read_metadata(path)
+    cfg = _training_config(path, meta)
+    data = data or cfg.get("data")
+    if not data:
+        raise ConfigError(f"{path!r} does not record its dataset (a weights file outside its run folder); pass "
+                          f"--data NAME (and --data-dir where its files are)")
+    # the run's own dataset is read as it trained on it (files, checksum check, image-folder size); the whole
+    # split, whatever --subset / --test-subset the run used
+    same = data == cfg.get("data")
+    opts = SimpleNamespace(data=data, data_dir=data_dir if data_dir is not None or not same else cfg.get("data_dir"),
+                           verify=cfg.get("verify", True) if same else True,
+                           img_size=cfg.get("img_size") if same else None, subset=None, test_subset=None, seed=0)
+    spec = meta.get("model_spec") or {}
+    dataset = load_split(opts, split)
+    for what, ours, theirs in (("classes", spec.get("num_classes"), dataset.num_classes),
+                               ("input channels", spec.get("in_chans"), dataset.in_chans)):
+        if ours is not None and ours != theirs:
+            raise ConfigError(f"{path!r} holds a {spec['name']} for {ours} {what} but {data} has {theirs}; pass "
+                              f"the --data the model was trained on")
+    return data, dataset
 
 
 def _training_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
