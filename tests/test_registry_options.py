@@ -14,7 +14,7 @@ from blockzoo.registry import block_options, get_block_spec, model_options, pars
 
 # --------------------------------------------------------------------------------------------- options listing
 def test_block_options_come_from_the_signature():
-    assert block_options("se") == {"reduction": 16, "hidden": None, "gate": "sigmoid"}
+    assert block_options("se") == {"reduction": 16, "hidden": None, "gate": "sigmoid", "act": "relu"}
     assert block_options("eca") == {"k_size": None, "gamma": 2, "b": 1}
     assert block_options("relu") == {"inplace": False}
     sk = block_options("sk")   # the conv contract plus the unit's own options, no **kwargs
@@ -33,7 +33,7 @@ def test_model_options_follow_kwargs_into_the_backbone_class():
 
 def test_info_lists_options_and_notes_no_longer_repeat_them():
     info = get_info("se")
-    assert info["options"] == {"reduction": 16, "hidden": None, "gate": "sigmoid"}
+    assert info["options"] == {"reduction": 16, "hidden": None, "gate": "sigmoid", "act": "relu"}
     assert get_info("resnet20")["options"]["shortcut"] == "A"
     json.dumps(get_info("sk")), json.dumps(get_info("spartan", kind="model"))
     hand_kept = [n for n in list_blocks() if get_block_spec(n).notes.lstrip().startswith("Options:")]

@@ -1,4 +1,5 @@
-"""The ``blockzoo`` command line: list | info | profile | train | compare | plot | eval | export | data | docs | claims.
+"""The ``blockzoo`` command line: list | info | profile | train | compare | plot | eval | export | prune | quantize |
+data | analyze | docs | claims.
 
 Every command has ``--help``; ``list``, ``info`` and ``profile`` take ``--json``; ``python -m blockzoo`` is the same
 command. A failure prints one line on stderr that names the problem and the fix (a traceback only with
@@ -421,6 +422,10 @@ def _add_train_flags(p: argparse.ArgumentParser, *, compare: bool = False) -> No
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=_NOT_GIVEN,
                            help=f"{text} (default: {'on' if default else 'off'})")
             continue
+        if typing.get_origin(tp) is list:   # a repeatable flag, named by the field's "flag" (--teacher CKPT)
+            g.add_argument(f.metadata.get("flag", flag), dest=f.name, action="append", default=_NOT_GIVEN,
+                           metavar=f.metadata.get("metavar"), help=f"{text} (repeat the flag for each)")
+            continue
         kw: dict[str, Any] = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
         g.add_argument(flag, type=base if base in (int, float, str) else str, default=_NOT_GIVEN,
                        help=text if default is None else f"{text} (default: {default})", **kw)
@@ -488,7 +493,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     a.workload = (f"training batch size {base.batch_size} on {base.data}", "a smaller --batch-size")
     cfg = CompareConfig(model=a.model, vary=vary, fixed=fixed, seeds=a.seeds, out_dir=out, model_kwargs=model_args,
                         train=_train_kwargs(a, compare=True), latency_batch=a.latency_batch,
-                        command=_command(a.argv), **_executor_kwargs(a))
+                        analyze=a.analyze or [], command=_command(a.argv), **_executor_kwargs(a))
     con = _console()
     budget = (f"{a.model}: {len(a.seeds) * len(variants)} runs = variants x seeds {a.seeds}; budget: {base.epochs} "
               f"epochs on {'the full training set' if base.subset is None else f'{base.subset} training images'} "
@@ -622,7 +627,10 @@ def _cmd_claims_lab(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    from blockzoo.analysis import cli as analysis_cli
     from blockzoo.data import cli as data_cli
+    from blockzoo.deploy import cli as deploy_cli
+    from blockzoo.deploy import quant_cli
     from blockzoo.train.config import TrainConfig
 
     out_help = next(f for f in dataclasses.fields(TrainConfig) if f.name == "out_dir").metadata["help"]
@@ -687,14 +695,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N (seeds 0..N-1), a list 0,1,2 or a range LO:HI (default: 3)")
     s.add_argument("--out", default=None, help="output directory (default: runs/compare-<model>-<slots>)")
     s.add_argument("--latency-batch", type=positive, default=1, help="latency batch size (default: 1)")
+    s.add_argument("--analyze", action="append", choices=["erf"], default=None,
+                   help="add an analysis column from each run's final checkpoint (erf: the effective receptive field's "
+                   "area; repeatable)")
     _add_executor_flags(s, positive)
     _add_train_flags(s, compare=True)
     s.set_defaults(fn=cmd_compare)
 
     _add_run_commands(sub, positive)
+    deploy_cli.add_commands(sub)     # prune
+    quant_cli.add_commands(sub)      # quantize
 
     s = sub.add_parser("data", help="fetch / list / bench datasets")
     data_cli.add_commands(s)
+
+    s = sub.add_parser("analyze", help="analysis bench: erf, eigencam, attention, landscape, linearscope, robustness "
+                       "of a model or checkpoint (PNGs + JSON)")
+    analysis_cli.add_commands(s)
 
     s = sub.add_parser("docs", help="regenerate docs/catalog.md from the registry")
     s.add_argument("--out", default="docs/catalog.md", help="(default: docs/catalog.md)")

@@ -95,3 +95,17 @@ def test_an_image_folder_run_is_tested_at_its_training_size(tmp_path, monkeypatc
     monkeypatch.setattr(blockzoo.data, "load_split", lambda opts, split: loaded.append(opts) or real(opts, split))
     evaluate_checkpoint(d / "last.safetensors", device="cpu")
     assert (loaded[0].img_size, loaded[0].test_subset, loaded[0].verify) == (8, None, True)
+
+
+def test_evaluate_runs_without_autograd():
+    """evaluate() records no graph (no_grad), whatever the caller's grad mode."""
+    seen = []
+
+    class Probe(torch.nn.Linear):
+        def forward(self, x):
+            seen.append(torch.is_grad_enabled())
+            return super().forward(x.flatten(1))
+
+    data = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))]
+    res = evaluate(Probe(3, 2), data)
+    assert seen == [False] and res["n"] == 4

@@ -58,6 +58,7 @@ class CompareConfig:
     executor: str = "local"                                   # where the runs train: blockzoo.report.executors
     ray_address: str | None = None                            # --executor ray: an existing cluster (default: local)
     workers: int = 1                                          # --executor ray: runs at once on a local Ray
+    analyze: list[str] = field(default_factory=list)          # --analyze erf: columns of blockzoo.analysis.columns
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +142,9 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     out.mkdir(parents=True, exist_ok=True)
     base_train = TrainConfig(model=cfg.model, **cfg.train)
     base_train.validate()
+    if cfg.analyze:
+        from blockzoo.analysis.columns import check_analyses
+        check_analyses(cfg.analyze)
     executor = make_executor(cfg.executor, ray_address=cfg.ray_address, workers=cfg.workers,
                              threads=base_train.threads)
     # the same training subset (seed 0) and test subset for every variant and seed: paired runs
@@ -193,6 +197,9 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
             **({"tta_acc": tta, "tta_acc_mean": mean_std(tta)[0], "tta_acc_std": mean_std(tta)[1]}
                if tta and None not in tta else {}),
         })
+    if cfg.analyze:   # --analyze erf: a number per run from its final checkpoint
+        from blockzoo.analysis.columns import add_analysis_columns
+        add_analysis_columns(results, cfg.analyze, test_set)
     base = results["variants"][0]
     for row in results["variants"]:
         a = {s: acc for s, acc in zip(row["seeds"], row["test_acc"])}
@@ -205,7 +212,8 @@ def run_compare(cfg: CompareConfig, *, console: Any = None,
     results["budget"] = {k: getattr(base_train.resolved(), k) for k in (
         "data", "subset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "label_smoothing",
         "precision", "channels_last", "augment", "test_subset", "img_size", "aa", "reprob", "mixup", "cutmix",
-        "lookahead", "norm_lr_scale", "data_init", "test_time_aug", "grad_noise", "grad_noise_decay")}
+        "lookahead", "norm_lr_scale", "data_init", "test_time_aug", "grad_noise", "grad_noise_decay", "gradinit",
+        "gradinit_lr", "distill", "teachers", "distill_temperature", "ferkd_threshold", "ferkd_smoothing")}
     results["budget"]["seeds"] = list(cfg.seeds)
     # what "auto" (or "amp") became on the machine(s) that trained the runs, as each result.json records it
     results["budget"]["precision_used"] = sorted({str(r.get("precision")) for per in runs.values()
@@ -250,6 +258,8 @@ def _fmt_pct(x: float | None, nd: int = 2) -> str:
 
 
 def leaderboard_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    from blockzoo.analysis.columns import leaderboard_cells
+
     rows = []
     base_label = results["variants"][0]["label"]
     for r in sorted(results["variants"], key=lambda r: -(r["test_acc_mean"] if r["test_acc_mean"] == r[
@@ -268,6 +278,7 @@ def leaderboard_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             "Δ vs baseline (pp)": "—" if r["label"] == base_label else
             f"{100 * vb['mean_diff']:+.2f} ± {100 * vb['std_diff']:.2f}",
             "paired p": "—" if r["label"] == base_label or vb["p_value"] is None else f"{vb['p_value']:.3f}",
+            **leaderboard_cells(r),
         })
     return rows
 
@@ -326,14 +337,19 @@ def _augmentation_words(b: dict[str, Any]) -> str:
 
 
 def _technique_words(b: dict[str, Any]) -> str:
-    """``, lookahead EMA, norm lr x64, data-dependent init`` (the fast recipe's extras), gradient noise, or
-    nothing."""
+    """``, lookahead EMA, norm lr x64, data-dependent init`` (the fast recipe's extras), gradient noise, GradInit,
+    distillation, or nothing."""
     words = [text for key, text in (("lookahead", "lookahead EMA"), ("data_init", "data-dependent init"))
              if b.get(key)]
     if b.get("norm_lr_scale", 1.0) != 1.0:
         words.append(f"norm lr x{b['norm_lr_scale']:g}")
     if b.get("grad_noise"):
         words.append(f"gradient noise eta {b['grad_noise']:g}, gamma {b.get('grad_noise_decay', 0.55):g}")
+    if b.get("gradinit"):
+        words.append(f"GradInit {b['gradinit']} iterations (meta lr {b.get('gradinit_lr', 1e-3):g})")
+    if b.get("distill", "none") != "none":
+        words.append(f"{b['distill']} distillation from {len(b.get('teachers') or [])} teacher(s), "
+                     f"T {b.get('distill_temperature', 1.0):g}")
     return "".join(f", {w}" for w in words)
 
 

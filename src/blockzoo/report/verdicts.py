@@ -29,7 +29,7 @@ _REQUIRED = ("name", "paper", "claim", "verdict", "summary", "budget", "rule", "
 
 def write_verdict(name: str, *, paper: Any, claim: str, verdict: str, summary: str, budget: str, rule: str,
                   block: str | None = None, results: dict[str, Any] | None = None, out_dir: str | Path | None = None,
-                  command: str | None = None) -> Path:
+                  command: str | None = None, threads: int | None = None) -> Path:
     """Write ``<out_dir>/<name>.json`` and ``<name>.md`` (atomically) and return the JSON path.
 
     Args:
@@ -45,6 +45,7 @@ def write_verdict(name: str, *, paper: Any, claim: str, verdict: str, summary: s
         results: the raw numbers (per seed), JSON-serialisable.
         out_dir: default ``benchmarks/results/claims`` under the current directory.
         command: the command that produced it (default: this process's command line).
+        threads: the CPU threads the runs used, where they set their own (default: torch's current count).
     """
     if verdict not in VERDICTS:
         raise ConfigError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
@@ -54,7 +55,7 @@ def write_verdict(name: str, *, paper: Any, claim: str, verdict: str, summary: s
     rec = {"name": name, "paper": paper, "block": block, "claim": claim, "verdict": verdict, "summary": summary,
            "budget": budget, "rule": rule,
            "command": command or " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(threads),
            "results": results or {}}
     out = Path(out_dir) if out_dir is not None else DEFAULT_DIR
     out.mkdir(parents=True, exist_ok=True)

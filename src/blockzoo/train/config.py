@@ -20,6 +20,7 @@ from typing import Any
 from blockzoo.checks import check_choice, check_int, check_positive
 from blockzoo.errors import ConfigError
 
+from .distill import DISTILL_MODES
 from .logger import parse_log
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "DEFAULT_TTA_THRESHOLDS", "RECIPES"]
@@ -101,6 +102,12 @@ class TrainConfig:
                                   "gradient at step t, sigma_t^2 = eta / (1 + t)^gamma, this value is eta (paper: "
                                   "0.01, 0.3 or 1.0); 0 = off")
     grad_noise_decay: float = _opt(0.55, "gamma of --grad-noise's annealing (paper: 0.55)")
+    gradinit: int = _opt(0, "GradInit (Zhu et al. 2021) on a new run: this many iterations learning one scale per "
+                            "parameter tensor so that one step of --optimizer at --lr gives the lowest loss under "
+                            "the gradient-norm bound (blockzoo.train.gradinit; official: 390), on the training data "
+                            "with the run's seed; 0 = off")
+    gradinit_lr: float = _opt(1e-3, "GradInit's Adam learning rate on the scales (official: 1e-3; 1e-2 to 5e-2 for "
+                                    "nets without BN)")
     schedule: str = _opt("onecycle", "LR schedule after the linear warm-up: onecycle (linear decay to 0), cosine "
                                      "(cosine decay to 0), constant, or airbench (from 0.2 x peak up to the peak over "
                                      "the warm-up, then linear to 0)", choices=SCHEDULES)
@@ -132,6 +139,20 @@ class TrainConfig:
     test_time_aug: int = _opt(0, "also report the final test accuracy with test-time augmentation (final_tta_acc): "
                                  "1 = mean of the image and its mirror, 2 = airbench's level 2 (plus the mirrored "
                                  "pairs shifted by one pixel diagonally); 0 = off", choices=(0, 1, 2))
+    teachers: list[str] = _opt(help="--distill's teachers: blockzoo checkpoints or weights files (their model spec "
+                                    "rebuilds each one; frozen, eval mode, not saved with the student)",
+                               factory=list, flag="--teacher", metavar="CKPT")
+    distill: str = _opt("none", "knowledge distillation from the --teacher ensemble (blockzoo.train.distill): "
+                                "meal_v2 (Shen & Savvides 2020: KL to the mean of the teachers' softmax plus a "
+                                "discriminator on the outputs, no hard labels), ferkd (Shen 2023: soft labels with "
+                                "less-confident crops calibrated to softened hard labels, SelfMix), or none; with it "
+                                "the default --weight-decay is 0 (MEAL V2's recipe) and --label-smoothing does not "
+                                "apply", choices=DISTILL_MODES)
+    distill_temperature: float = _opt(1.0, "softmax temperature T of --distill's KL loss (scaled by T^2; MEAL V2: 1)")
+    ferkd_threshold: float = _opt(0.5, "--distill ferkd: crops whose teacher probability of the true class is below "
+                                       "this get the softened hard label (not the paper's value, which could not be "
+                                       "read: see blockzoo.train.distill)")
+    ferkd_smoothing: float = _opt(0.1, "--distill ferkd: label smoothing of the softened hard label, in [0, 1)")
     seed: int = _opt(0, "seeds torch, numpy, random and the data order")
     deterministic: bool = _opt(False, "deterministic algorithms and cuDNN for the run: on CPU a resumed run is "
                                       "bit-identical to an uninterrupted one with the same thread count; best "
@@ -171,9 +192,10 @@ class TrainConfig:
                 check_int(getattr(self, name), _flag(name), min_value=1)
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
-        for name in ("lr", "clip_grad_norm", "max_train_time_s", "norm_lr_scale"):
+        for name in ("lr", "clip_grad_norm", "max_train_time_s", "norm_lr_scale", "gradinit_lr"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), _flag(name))
+        check_int(self.gradinit, "--gradinit", min_value=0)
         for name in ("weight_decay", "warmup_epochs", "grad_noise", "grad_noise_decay"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), _flag(name), allow_zero=True)
@@ -185,6 +207,7 @@ class TrainConfig:
                               "the run directory or --overwrite to replace it, not both")
         parse_log(self.log)
         _check_data_options(self)
+        _check_distill_options(self)
         if not self.model:
             raise ConfigError("the model name is empty; pass a registered model name (see `blockzoo list models`)")
         for t in self.tta_thresholds:
@@ -200,6 +223,8 @@ class TrainConfig:
                                   tta_thresholds=[float(t) for t in self.tta_thresholds])
         if cfg.lr is None:
             cfg.lr = SGD_LR_PER_128 * cfg.batch_size / 128 if cfg.optimizer == "sgd" else ADAMW_LR
+        if cfg.weight_decay is None and cfg.distill != "none":
+            cfg.weight_decay = 0.0   # MEAL V2's recipe: weight decay removed for distillation
         if cfg.weight_decay is None:
             cfg.weight_decay = SGD_WEIGHT_DECAY if cfg.optimizer == "sgd" else ADAMW_WEIGHT_DECAY
         if cfg.eval_batch_size is None:
@@ -257,12 +282,28 @@ def _check_data_options(cfg: TrainConfig) -> None:
     check_batch_augment(cfg.aa, cfg.reprob, cfg.mixup, cfg.cutmix)
 
 
+def _check_distill_options(cfg: TrainConfig) -> None:
+    """``--distill`` needs teachers and teachers need ``--distill``; the ranges of its options."""
+    if cfg.distill != "none" and not cfg.teachers:
+        raise ConfigError(f"--distill {cfg.distill} needs teachers: pass --teacher CKPT (once per teacher)")
+    if cfg.teachers and cfg.distill == "none":
+        raise ConfigError("--teacher is used only for distillation: add --distill meal_v2 or --distill ferkd, or "
+                          "drop --teacher")
+    if not all(isinstance(t, str) and t for t in cfg.teachers):
+        raise ConfigError(f"--teacher must name checkpoint files, got {cfg.teachers!r}")
+    check_positive(cfg.distill_temperature, "--distill-temperature")
+    if not 0 <= cfg.ferkd_threshold <= 1:
+        raise ConfigError(f"--ferkd-threshold must be a probability in [0, 1], got {cfg.ferkd_threshold!r}")
+    if not 0 <= cfg.ferkd_smoothing < 1:
+        raise ConfigError(f"--ferkd-smoothing must be a number in [0, 1), got {cfg.ferkd_smoothing!r}")
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a dict",
-               list: "a list of numbers"}
+               list[float]: "a list of numbers", list[str]: "a list of strings"}
 
 
 def _has_type(value: Any, tp: Any) -> bool:
@@ -285,4 +326,5 @@ def _has_type(value: Any, tp: Any) -> bool:
 
 def _type_words(tp: Any) -> str:
     members = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-    return " or ".join(_TYPE_WORDS[typing.get_origin(t) or t] for t in members if t is not type(None))
+    return " or ".join(_TYPE_WORDS[t if t in _TYPE_WORDS else typing.get_origin(t) or t] for t in members
+                       if t is not type(None))

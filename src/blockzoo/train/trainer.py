@@ -25,6 +25,9 @@ Design notes
   ``set_drop_progress(progress)`` method gets ``progress = global step / total steps`` (0 at the first step, rising
   linearly) before each optimizer step; the model's ``drop_path_rate`` is the final rate. Models without such
   modules train exactly as before.
+* Distillation (``--distill meal_v2`` / ``ferkd``, :mod:`blockzoo.train.distill`): each step's loss comes from the
+  frozen ``--teacher`` ensemble instead of the criterion; MEAL V2's discriminator is an extra group of the optimizer
+  and is checkpointed in the trainer extras (``discriminator``); the teachers are never saved with the student.
 * Under torchrun (more than one process) the model is wrapped in ``DistributedDataParallel``, each process trains
   on its slice of every global batch and only rank 0 writes; see :mod:`blockzoo.train.distributed`.
 * Global state touched for the run (``torch.set_num_threads``, deterministic-algorithm flags, cuDNN flags,
@@ -65,6 +68,7 @@ from .checkpoint import (
     save_weights,
 )
 from .config import TrainConfig
+from .distill import Distiller
 from .distributed import DistEnv, from_environment, process_group
 from .logger import EPOCHS_FILE, STEPS_FILE, RunLogger, parse_log
 from .schedules import LRSchedule, warmup_steps_for
@@ -143,30 +147,51 @@ def _autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None) ->
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
+def param_lr_scales(model: nn.Module) -> dict[int, float]:
+    """``{id(parameter): multiplier}`` for every parameter that a module of ``model`` declares in its
+    ``param_lr_scale`` attribute (``{parameter name: multiplier}``, e.g. ``bn_init``'s BN scale at lr / 100: a plain
+    module attribute, so it survives ``copy.deepcopy``); parameters not listed have multiplier 1."""
+    out: dict[int, float] = {}
+    for m in model.modules():
+        for name, s in getattr(m, "param_lr_scale", {}).items():
+            p = getattr(m, name, None)
+            if isinstance(p, nn.Parameter):
+                out[id(p)] = float(s)
+    return out
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW over two parameter groups: with weight decay (weights of >= 2 dims) and without
-    (biases, norm scales/shifts and other 1-D/0-D parameters), unless ``cfg.wd_norm_bias`` puts all in the first.
+    (biases, norm scales/shifts and other 1-D/0-D parameters, and those a module lists in ``no_weight_decay_params``),
+    unless ``cfg.wd_norm_bias`` puts all but the listed ones in the first.
     With ``cfg.norm_lr_scale != 1`` the parameters of norm layers form a third group whose learning rate is scaled
     by it (each group's ``lr_scale``, applied at every step) and whose weight decay is divided by it (the same decay
-    per step). Expects a resolved config (``lr``/``weight_decay`` not None)."""
+    per step). Parameters a block declares a learning-rate multiplier for (:func:`param_lr_scales`) form their own
+    group with ``lr_scale`` times it. Expects a resolved config (``lr``/``weight_decay`` not None)."""
     scale = float(cfg.norm_lr_scale)
     norm_ids = ({id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
                 if scale != 1.0 else set())
+    # parameters a block marks as never decayed (``no_weight_decay_params``: hyper-connections' static weights)
+    fixed = {id(getattr(m, n)) for m in model.modules() for n in getattr(m, "no_weight_decay_params", ())}
     decay, no_decay, norm = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if id(p) in norm_ids:
             norm.append(p)
-        elif not cfg.wd_norm_bias and (p.ndim <= 1 or name.endswith(".bias")):
+        elif id(p) in fixed or (not cfg.wd_norm_bias and (p.ndim <= 1 or name.endswith(".bias"))):
             no_decay.append(p)
         else:
             decay.append(p)
     wd = float(cfg.weight_decay or 0.0)
-    groups = [{"params": decay, "weight_decay": wd, "lr_scale": 1.0},
-              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
-              {"params": norm, "weight_decay": wd / scale if cfg.wd_norm_bias else 0.0, "lr_scale": scale}]
-    groups = [g for g in groups if g["params"]]
+    own = param_lr_scales(model)
+    groups = []
+    for params, group_wd, group_scale in ((decay, wd, 1.0), (no_decay, 0.0, 1.0),
+                                          (norm, wd / scale if cfg.wd_norm_bias else 0.0, scale)):
+        by_scale: dict[float, list[nn.Parameter]] = {}   # a block's declared multiplier splits its group
+        for p in params:
+            by_scale.setdefault(own.get(id(p), 1.0), []).append(p)
+        groups += [{"params": ps, "weight_decay": group_wd, "lr_scale": group_scale * s} for s, ps in by_scale.items()]
     if not groups:
         raise ConfigError(f"{type(model).__name__} has no trainable parameters")
     lr = float(cfg.lr)  # type: ignore[arg-type]
@@ -237,6 +262,23 @@ def _thr_key(t: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- evaluate
+def _to_eval(model: nn.Module) -> bool:
+    """Put ``model`` in eval mode; True for a ``torch.export`` graph (an exported or PT2E-quantized model), which
+    rejects ``.eval()``: torchao's ``move_exported_model_to_eval`` switches its dropout and BatchNorm ops instead
+    (without torchao, which the graphs of ``blockzoo.deploy.quantize`` need anyway, the graph runs as it was
+    exported), and it stays so (its training form is the one its exporter traced)."""
+    try:
+        model.eval()
+        return False
+    except NotImplementedError:
+        try:
+            from torchao.quantization.pt2e import move_exported_model_to_eval
+        except ImportError:
+            return True
+        move_exported_model_to_eval(model)
+        return True
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: str | torch.device = "cpu",
              max_batches: int | None = None, num_classes: int | None = None,
@@ -251,7 +293,7 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
     device = torch.device(device)
     enabled, dtype, _ = amp_settings(precision, device)
     was_training = model.training
-    model.eval()
+    exported = _to_eval(model)
     loss_sum = torch.zeros((), device=device, dtype=torch.float32)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     confusion = None if num_classes is None else torch.zeros(num_classes * num_classes, device=device,
@@ -271,7 +313,8 @@ def evaluate(model: nn.Module, loader: Any, *, precision: str = "fp32", device: 
                 confusion += torch.bincount(y * num_classes + pred, minlength=confusion.numel())
             n += int(y.shape[0])
     finally:
-        model.train(was_training)
+        if not exported:
+            model.train(was_training)
     if dist is not None:
         loss_sum, correct, n = dist.sum_totals(loss_sum, correct, n)
         if confusion is not None:
@@ -594,6 +637,10 @@ class _Run:
         model.train()
         self.net = dist.wrap(model, sync_bn=cfg.sync_bn)  # the module to train: DDP(model) under torchrun
         self.optimizer = build_optimizer(model, cfg)
+        # --distill: the frozen teachers (and MEAL V2's discriminator, a group of the optimizer); usually none
+        self.distiller = None if cfg.distill == "none" else Distiller(cfg, train_set, device, dist.world_size)
+        if self.distiller is not None:
+            self.distiller.add_param_groups(self.optimizer)
         self.scaler = torch.amp.GradScaler(device.type) if self.use_scaler else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         shard = (dist.rank, dist.world_size)  # every process takes its slice of each global batch
@@ -667,6 +714,8 @@ class _Run:
                                       f"without --lookahead?). Fix: rerun with the settings it was saved with, or "
                                       f"with --overwrite to start from scratch")
             self.lookahead.ema = {k: v.to(self.device) for k, v in ema.items()}
+        if self.distiller is not None:
+            self.distiller.load_state(meta["extra"], str(self.files.last))
         if "max_steps_per_epoch" not in trainer_state:  # written by an older blockzoo: the step count bounds it
             self.st["max_steps_per_epoch"] = int(meta["step"])
         self.start_epoch = self.resumed_from = self.ckpt_epoch = int(meta["epoch"])
@@ -682,6 +731,7 @@ class _Run:
                         min(self.global_step, self.total_steps))
         if self.start_epoch == 0 and self.global_step == 0:
             self._data_init()
+            self._gradinit()
         try:
             for epoch in range(first_epoch, cfg.epochs + 1):
                 self.epoch_reached = epoch
@@ -710,6 +760,28 @@ class _Run:
             ds = take_subset(ds, DATA_INIT_IMAGES, self.cfg.seed)
         x, _ = next(iter(Loader(ds, len(ds), train=False, device=self.device)))
         init(x)
+        self.st["train_time_s"] = float(self.st["train_time_s"]) + time.perf_counter() - t0
+
+    def _gradinit(self) -> None:
+        """``--gradinit N`` on a new run: :func:`blockzoo.train.gradinit.gradinit` for N iterations with the run's
+        optimizer (AdamW's first step is Adam's) and peak lr, on half-batches of the training set drawn with the
+        run's seed (crop + flip as --augment, no batch augmentation; the same on every process), in fp32, timed as
+        training; the learned scales are kept in the checkpointed trainer state (``gradinit_scales``)."""
+        if self.cfg.gradinit == 0:
+            return
+        from blockzoo.data import Loader
+
+        from .gradinit import gradinit
+
+        t0 = time.perf_counter()
+        half = Loader(self.train_set, max(1, self.cfg.batch_size // 2), train=True, augment=self.cfg.augment,
+                      seed=self.cfg.seed, device=self.device, channels_last=self.cfg.channels_last)
+        self.st["gradinit_scales"] = gradinit(
+            self.model, half, opt="adam" if self.cfg.optimizer == "adamw" else "sgd", lr=float(self.cfg.lr),
+            iters=self.cfg.gradinit, meta_lr=self.cfg.gradinit_lr,
+            loss_fn=nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing))
+        if self.lookahead is not None:                   # the average starts from the rescaled weights
+            self.lookahead = Lookahead(self.model)
         self.st["train_time_s"] = float(self.st["train_time_s"]) + time.perf_counter() - t0
 
     def _train_epoch(self, epoch: int, bar: _Progress) -> dict[str, Any]:
@@ -764,8 +836,11 @@ class _Run:
         for m in self.drop_progress:
             m.set_drop_progress(self.global_step / self.total_steps)
         with _autocast(self.device, self.amp_on, self.amp_dtype):
-            out = self.net(x)
-            loss = self.criterion(out.float(), y)
+            if self.distiller is None:
+                out = self.net(x)
+                loss = self.criterion(out.float(), y)
+            else:
+                out, loss = self.distiller.step_loss(self.net, x, y, self.global_step)
         self.loss_buf[i] = loss.detach()
         if self.check_every == 1:
             if not math.isfinite(self.loss_buf[i].item()):
@@ -877,7 +952,8 @@ class _Run:
         if self.dist.is_main:
             save_checkpoint(self.files.last, model=self.model, optimizer=self.optimizer, step=self.global_step,
                             epoch=epoch, config=self.cfg.to_dict(), best_metric=self.st["best_acc"],
-                            scaler=self.scaler, extra={"trainer": self.st, **self._lookahead_state()},
+                            scaler=self.scaler, extra={"trainer": self.st, **self._lookahead_state(),
+                                                       **(self.distiller.state() if self.distiller else {})},
                             model_spec=self.spec,
                             steps_per_epoch=int(self.st["max_steps_per_epoch"]))
         self.dist.barrier()  # every process goes on only once the checkpoint is complete

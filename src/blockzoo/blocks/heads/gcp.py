@@ -138,7 +138,9 @@ class GCPHead(nn.Module):
         Claim("5 Newton-Schulz iterations approximate Sigma^(1/2) (rel. error < 1e-4 on a well-conditioned 4x4 case; "
               "< 1e-12 after 10)", "tests/blocks/heads/test_gcp.py::test_gcp_sqrt_matches_eigh"),
         Claim("backward is correct (float64 gradcheck)", "tests/blocks/heads/test_gcp.py::test_gcp_gradcheck"),
-        Claim("GCP permits rapid learning-rate decay / faster convergence (S002)", None, "not checked"),
+        Claim("GCP permits rapid learning-rate decay / faster convergence (S002; claims lab run at CPU scale: not "
+              "reproduced, see benchmarks/results/claims/gcp_lr_decay.md)", "benchmarks/claims/gcp_lr_decay.py",
+              "measured"),
     ),
     notes="reduce_dim=None keeps the input width. Covariance and Newton-Schulz run in float32 with autocast off. "
           "Needs >= 2 spatial positions.",
