@@ -314,3 +314,18 @@ def _as_id_dataset(images: torch.Tensor, flip_ok: bool = True) -> Dataset:
     n = images.shape[0]
     return Dataset("ids", images, torch.arange(n), [str(i) for i in range(n)], (0.0,) * images.shape[1],
                    (1.0 / 255,) * images.shape[1], flip_ok=flip_ok)
+
+
+def load_script(path: str | Path):
+    """A script of ``benchmarks/`` as a module, from its file path (its folder first on ``sys.path``, so that it
+    imports its sibling modules, e.g. ``benchmarks/claims/norm_common.py``)."""
+    import importlib.util
+    import sys
+
+    path = Path(path)
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

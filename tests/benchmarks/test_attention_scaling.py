@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "attention_scaling.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("attention_scaling", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 def test_growth_exponent_by_hand():

@@ -1,9 +1,7 @@
 """benchmarks/claims/connection_shallow.py (S012) and connection_hyper.py (S001), issue 13's connection claim runs:
 the verdict rules by hand, the grid network's two layouts, and each script's smoke mode end to end (synthetic data;
 writes a claims-lab verdict). No timing checked."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,17 +9,13 @@ import torch
 
 from blockzoo.models.common.resnet import ParallelGroup
 from blockzoo.report.verdicts import load_verdicts
+from helpers import load_script
 
 CLAIMS = Path(__file__).resolve().parents[2] / "benchmarks" / "claims"
 
 
 def _script(name: str):
-    if str(CLAIMS) not in sys.path:
-        sys.path.insert(0, str(CLAIMS))
-    spec = importlib.util.spec_from_file_location(name, CLAIMS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CLAIMS / f"{name}.py")
 
 
 def test_shallow_rule_by_hand():

@@ -1,22 +1,19 @@
 """benchmarks/claims/distill_meal_v2.py (issue 13's MEAL V2 claim run): the verdict rule by hand, and the smoke mode
 runs end to end (teachers trained in the script, then labels vs --distill meal_v2) and writes a claims-lab verdict.
 Needs the Fashion-MNIST files; no timing is checked."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from blockzoo.report.verdicts import load_verdicts
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "claims" / "distill_meal_v2.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("distill_meal_v2", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 def test_verdict_rule_by_hand():

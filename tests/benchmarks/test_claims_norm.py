@@ -1,9 +1,7 @@
 """benchmarks/claims/norm_bn_init.py and norm_convnorm.py (issue 13's BN-init and ConvNorm claim runs): the shared
 verdict rule and optimizer groups by hand, the spectral-norm estimate against an exact value, and each script's smoke
 mode end to end (writes a claims-lab verdict). Needs the Fashion-MNIST files for the smoke runs; no timing checked."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,17 +10,13 @@ import torch.nn as nn
 
 from blockzoo import create_block
 from blockzoo.report.verdicts import load_verdicts
+from helpers import load_script
 
 CLAIMS = Path(__file__).resolve().parents[2] / "benchmarks" / "claims"
 
 
 def _script(name: str):
-    if str(CLAIMS) not in sys.path:
-        sys.path.insert(0, str(CLAIMS))
-    spec = importlib.util.spec_from_file_location(name, CLAIMS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CLAIMS / f"{name}.py")
 
 
 def test_verdict_rule_by_hand():

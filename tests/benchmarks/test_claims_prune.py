@@ -1,7 +1,6 @@
 """benchmarks/claims/prune_taylor_{correlation,tradeoff}.py (issue 14's Taylor pruning claim runs): the verdict rules
 and the rank correlation by hand; the smoke modes run end to end and write claims-lab verdicts. The smoke runs need
 the Fashion-MNIST files; no timing is checked."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,15 +8,13 @@ import pytest
 import torch
 
 from blockzoo.report.verdicts import load_verdicts
+from helpers import load_script
 
 CLAIMS = Path(__file__).resolve().parents[2] / "benchmarks" / "claims"
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(name, CLAIMS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CLAIMS / f"{name}.py")
 
 
 def test_correlation_helpers_and_rule_by_hand():

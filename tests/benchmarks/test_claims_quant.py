@@ -1,19 +1,17 @@
 """benchmarks/claims/quant_ptq.py and benchmarks/quantize_speed.py (issue 14, S007): the verdict rule by hand and the
 smoke runs end to end (slow: each quantizes through onnxruntime a few times). No timing is checked."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(path)
 
 
 def test_within_2pct_rule_by_hand():

@@ -1,7 +1,6 @@
 """The training-technique claim runs of issue 13 (benchmarks/claims/grad_noise_deep_mlp.py, elu_depth.py,
 gcp_lr_decay.py, gradinit_no_norm.py): each verdict rule by hand, the nets they build, and each smoke mode runs end
 to end on synthetic data and writes a claims-lab verdict (marked slow). No timing is checked."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,16 +8,14 @@ import pytest
 import torch.nn as nn
 
 from blockzoo.report.verdicts import load_verdicts
+from helpers import load_script
 
 CLAIMS = Path(__file__).resolve().parents[2] / "benchmarks" / "claims"
 SCRIPTS = ("grad_noise_deep_mlp", "elu_depth", "gcp_lr_decay", "gradinit_no_norm")
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(name, CLAIMS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(CLAIMS / f"{name}.py")
 
 
 def test_grad_noise_verdict_rule_by_hand():

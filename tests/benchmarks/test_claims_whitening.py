@@ -1,7 +1,6 @@
 """benchmarks/claims/whitening_large_lr.py (issue 13's S090 claim run): the verdict rule by hand, the org / ours
 network layouts, and the smoke mode end to end (writes a claims-lab verdict). Needs the Fashion-MNIST files for the
 smoke run; no timing is checked."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,13 @@ import torch.nn as nn
 from blockzoo.blocks.conv.bw_conv import BWConv
 from blockzoo.blocks.norm.iternorm import IterNorm
 from blockzoo.report.verdicts import load_verdicts
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "claims" / "whitening_large_lr.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("whitening_large_lr", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 def test_verdict_rule_by_hand():

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "speed_vs_timm.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("speed_vs_timm", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 def test_summary_pairs_reps_and_geomean():
