@@ -154,3 +154,8 @@ def test_in_resnet():
     y = m(torch.randn(4, 1, 16, 16))
     assert y.shape == (4, 3)
     assert sum(isinstance(mod, IterNorm) for mod in m.modules()) > 10
+
+
+def test_too_many_iterations_are_refused():
+    with pytest.raises(ConfigError, match="T = 1000 Newton iterations is more than 100"):
+        IterNorm(4, T=1000)

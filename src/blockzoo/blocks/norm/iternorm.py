@@ -62,6 +62,8 @@ def newton_whitening(xc: torch.Tensor, T: int, eps: float) -> torch.Tensor:
     return p / trace.sqrt()
 
 
+MAX_T = 100   # more Newton iterations than this only costs time (and diverges in float32: see above)
+
 class IterNorm(nn.Module):
     """Group-wise batch whitening by T Newton iterations, NCHW in and out (module docstring).
 
@@ -80,6 +82,10 @@ class IterNorm(nn.Module):
         check_int(channels, "channels", min_value=1, owner="iternorm")
         check_int(group_size, "group_size", min_value=1, owner="iternorm")
         check_int(T, "T", min_value=1, owner="iternorm")
+        if T > MAX_T:
+            raise ConfigError(f"iternorm: T = {T} Newton iterations is more than {MAX_T}; the iteration converges in a "
+                              f"few steps (the paper uses 5) and diverges in float32 beyond ~15 on ill-conditioned "
+                              f"groups: use T <= {MAX_T}")
         check_positive(eps, "eps", owner="iternorm")
         if not 0.0 < momentum <= 1.0:
             raise ConfigError(f"iternorm: momentum must be in (0, 1], got {momentum}; pick e.g. the paper's 0.1")
