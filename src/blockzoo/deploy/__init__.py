@@ -1,4 +1,5 @@
-"""Deployment tools: structural re-parameterisation and BN folding (more in later issues)."""
+"""Deployment tools: structural re-parameterisation and BN folding, ConvBN modes, filter pruning, low rank, INT8
+quantization and export."""
 from blockzoo.deploy.convbn import CONVBN_MODES, convbn_mode, find_convbn_pairs  # noqa: F401
 from blockzoo.deploy.export import EXPORT_FORMATS, export_model  # noqa: F401
 from blockzoo.deploy.lowrank import factorize, factorize_model, layer_ranks, lowrank_project  # noqa: F401
