@@ -69,6 +69,13 @@ def check_odd(value: Any, name: str, *, owner: str = "") -> int:
     return value
 
 
+def check_groups(in_channels: int, out_channels: int, groups: int, *, owner: str) -> None:
+    """A grouped conv's ``groups`` must divide both channel counts (checked positive integers)."""
+    if in_channels % groups or out_channels % groups:
+        raise ConfigError(f"{owner}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                          f"divisible by groups ({groups}); pick groups that divide both")
+
+
 def check_input(x: Any, owner: str, *, ndim: int = 4, channels: int | None = None, min_size: int = 1) -> None:
     """At forward time: ``x`` is a tensor of rank ``ndim`` (NCHW for 4), with ``channels`` channels (dim 1) and
     spatial dims >= ``min_size``. Raises :class:`InputShapeError` naming ``owner`` and the fix; a no-op while

@@ -31,8 +31,7 @@ import torch.nn as nn
 from blockzoo import papers
 from blockzoo.blocks.common.layers import ConvNormAct
 from blockzoo.blocks.norm.iternorm import IterNorm
-from blockzoo.checks import check_int, check_odd
-from blockzoo.errors import ConfigError
+from blockzoo.checks import check_groups, check_int, check_odd
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["BWConv"]
@@ -59,9 +58,7 @@ class BWConv(nn.Sequential):
                             ("groups", groups)):
             check_int(value, name, min_value=1, owner="bw_conv")
         check_odd(kernel_size, "kernel_size", owner="bw_conv")
-        if in_channels % groups or out_channels % groups:
-            raise ConfigError(f"bw_conv: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                              f"divisible by groups ({groups}); pick groups that divide both")
+        check_groups(in_channels, out_channels, groups, owner="bw_conv")
         super().__init__()
         self.out_channels = out_channels
         self.whiten = IterNorm(in_channels, group_size=group_size, T=T, momentum=momentum, affine=affine)

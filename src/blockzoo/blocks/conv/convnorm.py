@@ -42,8 +42,7 @@ import torch.nn.functional as F
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import make_act, make_norm
-from blockzoo.checks import check_int, check_odd, check_positive
-from blockzoo.errors import ConfigError
+from blockzoo.checks import check_groups, check_int, check_odd, check_positive
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["ConvNormUnit", "kernel_preconditioner"]
@@ -71,9 +70,7 @@ class ConvNormUnit(nn.Module):
             check_int(value, name, min_value=1, owner="convnorm")
         check_odd(kernel_size, "kernel_size", owner="convnorm")
         check_positive(eps, "eps", owner="convnorm")
-        if in_channels % groups or out_channels % groups:
-            raise ConfigError(f"convnorm: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                              f"divisible by groups ({groups}); pick groups that divide both")
+        check_groups(in_channels, out_channels, groups, owner="convnorm")
         self.in_channels, self.out_channels, self.stride, self.groups = in_channels, out_channels, stride, groups
         self.kernel_size, self.detach, self.eps = kernel_size, detach, float(eps)
         self.crop = kernel_size - 1 - (kernel_size - 1) // 2   # rows/cols of the full conv beyond the "same" output

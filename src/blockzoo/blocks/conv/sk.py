@@ -31,8 +31,8 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import ConvNormAct, make_act, make_norm
-from blockzoo.checks import check_int, tracing
-from blockzoo.errors import ConfigError, InputShapeError
+from blockzoo.checks import check_groups, check_int, tracing
+from blockzoo.errors import InputShapeError
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["SelectiveKernel", "sk_hidden_dim"]
@@ -68,9 +68,7 @@ class SelectiveKernel(nn.Module):
                             ("groups", groups), ("branches", branches), ("reduction", reduction),
                             ("min_dim", min_dim)):
             check_int(value, name, min_value=1, owner="sk")
-        if in_channels % groups or out_channels % groups:
-            raise ConfigError(f"sk: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                              f"divisible by groups ({groups}); pick groups that divide both")
+        check_groups(in_channels, out_channels, groups, owner="sk")
         self.in_channels, self.out_channels, self.num_branches = in_channels, out_channels, branches
         self.hidden = sk_hidden_dim(out_channels, reduction, min_dim)
         self.branches = nn.ModuleList(
