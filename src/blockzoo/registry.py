@@ -744,7 +744,7 @@ def build_slot(slot: str, value: Any, channels: int | None = None, ctx: SlotCont
     if req.streams and not ctx.streams:
         raise IncompatibleBlockError(
             f"{name!r} carries several residual streams through the trunk, and {where} merges a single stream; use "
-            f"it in a skeleton that carries streams (the ResNet skeleton, the ViT skeleton's connection= option) or "
+            f"it in a skeleton that carries streams (the ResNet, ViT and MetaFormer skeletons) or "
             f"another connection block.")
     if slot == "act":
         return _build_block(name, None, kw)

@@ -15,6 +15,10 @@ act on the last dim, so the transformer block is the ViT one), which gives GPSA 
 block ``local_up_to_layer``. The official code needs a square grid; on one the two are the same function (checked
 against timm through ``tests/weights/timm_layouts/convit_tiny.json``).
 
+Slots: ``act`` and ``connection`` (the skeleton's sub-layer merges; ``"residual"``: the plain sums; with
+hyper-connections, Zhu et al. [S001], the GPSA blocks' grids carry the streams too and the class token joins every
+stream before block ``local_up_to_layer``).
+
 Init: the ViT skeleton's (trunc-normal 0.02 Linears, position embedding and class token; PyTorch's patch conv), then
 each GPSA's own (``v`` = identity, convolution-like ``pos_proj``, gate 1), as the official code.
 
@@ -45,7 +49,7 @@ from blockzoo.registry import Claim, register_model
 
 __all__ = ["ConViT"]
 
-SLOTS = {"act": "gelu"}
+SLOTS = {"act": "gelu", "connection": "residual"}
 _T = "tests/models/test_convit.py::"
 _T_LOC = "tests/analysis/test_locality.py::"
 

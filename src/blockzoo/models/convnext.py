@@ -30,7 +30,7 @@ from blockzoo import papers
 from blockzoo.models.metaformer import CONVNEXT_MACRO, MetaFormer, metaformer_entry
 from blockzoo.registry import Claim, register_model
 
-SLOTS = {"mixer": "dwconv", "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg"}
+SLOTS = {"mixer": "dwconv", "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg", "connection": "residual"}
 _T = "tests/models/test_convnext.py::"
 
 

@@ -9,7 +9,9 @@ MLP ratio 3, qkv bias, LayerNorm eps 1e-6, re-attention in every block with ``Co
 ``scale_adjustment``, not built here) and, at ``reattn_from=depth``, the paper's ViT baseline of the same depth
 (``create_model("deepvit_16b", reattn_from=16)``). ``reattn_norm``: ``"bn"`` (official), ``"ln"`` (lucidrains),
 ``"none"``. ``deepvit_tiny_patch4_32``: 16 blocks of width 192 (6 heads) on 4x4 patches for 28-32 px images, the
-small pair of the attention-collapse comparison (not a paper model).
+small pair of the attention-collapse comparison (not a paper model). Slots: ``act`` and ``connection`` (the ViT
+skeleton's sub-layer merges; ``"residual"``: the plain sums, ``"hyper_connection(n=4)"``: Zhu et al. [S001]; with
+streams the re-attention's BatchNorm sees every stream's maps in one batch).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from blockzoo.checks import check_int
 from blockzoo.models.common.vit import VisionTransformer, vit_entry
 from blockzoo.registry import Claim, register_model
 
-SLOTS = {"act": "gelu"}
+SLOTS = {"act": "gelu", "connection": "residual"}
 _T = "tests/models/test_deepvit.py::"
 DEEPVIT = dict(patch_size=16, embed_dim=384, num_heads=12, mlp_ratio=3.0, reattn_from=0, reattn_norm="bn")
 

@@ -58,7 +58,8 @@ def gnconv_mixers(gf_stages: Sequence[int] = ()) -> list[str]:
     return [f"gnconv(order={o}" + (", filter=gf" if i in gf_stages else "") + ")" for i, o in enumerate(ORDERS)]
 
 
-SLOTS = {"mixer": gnconv_mixers(), "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg"}
+SLOTS = {"mixer": gnconv_mixers(), "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg",
+         "connection": "residual"}
 
 HORNET = dict(block="metaformer", mlp_ratios=4.0, ls_init_value=1e-6, stem="patch", downsample="patch",
               head_norm="post")

@@ -27,7 +27,8 @@ from blockzoo import papers
 from blockzoo.models.metaformer import MetaFormer, metaformer_entry
 from blockzoo.registry import Claim, register_model
 
-SLOTS = {"mixer": "inception_dw", "norm": "bn", "act": "gelu", "attn": "none", "head": "avg"}
+SLOTS = {"mixer": "inception_dw", "norm": "bn", "act": "gelu", "attn": "none", "head": "avg",
+         "connection": "residual"}
 
 INCEPTIONNEXT = dict(block="metanext", mlp_ratios=(4, 4, 4, 3), ls_init_value=1e-6, stem="patch", downsample="patch",
                      head_hidden_ratio=3.0)

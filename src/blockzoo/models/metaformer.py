@@ -51,7 +51,29 @@ Slots
 -----
 ``mixer`` (token mixer, NCHW -> NCHW same C; default per family), ``norm`` (used in the stem, the downsampling layers,
 the blocks and the head norm), ``act`` (MLP activation; the MLP head's too), ``attn`` (optional recalibration after
-the mixer, default ``"none"``), ``head`` (global pooling; default ``"avg"``).
+the mixer, default ``"none"``), ``head`` (global pooling; default ``"avg"``), ``connection`` (how each sub-layer's
+branch is merged with its input; unset or ``"residual"``: the blocks' plain sums, see below).
+
+Connections and residual streams
+--------------------------------
+``connection=`` (one value, per stage or :class:`~blockzoo.models.base.PerBlock`) goes to every block whose class
+takes a ``connection`` option (:class:`~blockzoo.blocks.common.metaformer.MetaFormerBlock`: one merge for the token-
+mixer branch and one for the MLP branch, each branch with its layer scale and drop path before the merge, as in the
+ViT skeleton; :class:`~blockzoo.blocks.common.metaformer.MetaNeXtBlock` (ConvNeXt, InceptionNeXt): one merge for its
+single residual branch); other block classes (a family's own block: UniRepLKNet, SpaRTAN, ...) are refused at build
+time with an ``IncompatibleBlockError`` naming the families that carry it. Unset or ``"residual"`` builds no merge
+modules at all (the same modules, state-dict keys and outputs as without the option). A stream connection
+(hyper-connections, Zhu et al., ICLR 2025, arXiv:2409.19606 [S001]: ``connection="hyper_connection(n=4,
+dynamic=True)"``) carries its ``n`` streams (folded into the batch) through the whole trunk, as the ViT and ResNet
+skeletons do: the first block of
+stage 0 copies the stem's output into the streams, every sub-layer reads its input through its width connection and
+writes back through its depth connection, the last block sums the streams (then ``norm_pre`` / the head, whose norm
+removes the factor ``n`` of the initialised sum as the paper's final norm does). **Downsampling**: the layer between
+two stages is applied to every stream (shared weights), as the ResNet skeleton applies a unit's projection shortcut
+to every mixed stream, so the streams change width and resolution together and the next stage's connections are
+built at the new width; the paper (Pre-Norm transformers, constant width) does not cover it. The stage feature maps
+(``forward_intermediates``, ``features_only``) are the sums of their streams (the reduce mode's mean with
+``reduce="mean"``).
 
 Per-stage / per-block mixers
 ----------------------------
@@ -175,10 +197,11 @@ from blockzoo.blocks.common.metaformer import (
     make_embed,
 )
 from blockzoo.blocks.common.mlp import MLPS
+from blockzoo.blocks.connection.hyper import combine_streams, stream_trunk
 from blockzoo.checks import check_choice, check_positive
-from blockzoo.errors import ConfigError
+from blockzoo.errors import ConfigError, IncompatibleBlockError
 from blockzoo.models.base import Backbone, init_weights, parse_once, per_stage, to_size
-from blockzoo.registry import build_slot
+from blockzoo.registry import build_slot, get_model_spec, list_models, parse_slot_value
 
 __all__ = ["MetaFormer", "SMALL_IMG_SIZE", "CONVNEXT_MACRO", "metaformer_entry"]
 
@@ -205,6 +228,42 @@ def _mlp_option(mlp: Any, blocks: list[Any], owner: str) -> dict[str, Any]:
     return {"mlp": mlp}
 
 
+def _takes_connection(block: Any) -> bool:
+    """Whether a block class (or factory) has a ``connection`` option (a ``**kw`` catch-all does not count: the value
+    could be ignored)."""
+    block = BLOCKS.get(block, block) if isinstance(block, str) else block
+    return callable(block) and "connection" in inspect.signature(block).parameters
+
+
+def _connection_families() -> list[str]:
+    """The registered families on this skeleton whose blocks (the variant's ``block`` option) all take a
+    ``connection``."""
+    families = set()
+    for name in list_models():
+        spec = get_model_spec(name)
+        sig = inspect.signature(spec.fn)
+        block = sig.parameters.get("block")
+        if sig.return_annotation is MetaFormer and block is not None:
+            blocks = block.default if isinstance(block.default, (list, tuple)) else [block.default]
+            if all(_takes_connection(b) for b in blocks):
+                families.add(spec.family)
+    return sorted(families)
+
+
+def _connection_option(value: Any, block: Any, owner: str) -> dict[str, Any]:
+    """The ``connection=`` keyword a block gets: none for the plain residual sums (unset or ``"residual"``: the
+    blocks build no merge modules), else ``{"connection": value}`` for a block class that takes it."""
+    if value is None or parse_slot_value(value) == ("residual", {}):
+        return {}
+    if not _takes_connection(block):
+        name = getattr(getattr(block, "func", block), "__name__", block)   # a class or a functools.partial of one
+        raise IncompatibleBlockError(
+            f"{owner}: connection={value!r} needs blocks that merge their sub-layers through the connection slot, but "
+            f"the {name} block keeps its own residual sums; use a family whose blocks "
+            f"carry it ({', '.join(_connection_families())}; block='metaformer') or leave connection unset")
+    return {"connection": value}
+
+
 class MetaFormer(Backbone):
     """Hierarchical MetaFormer / MetaNeXt backbone; see the module docstring for every option."""
 
@@ -225,6 +284,7 @@ class MetaFormer(Backbone):
         act: Any = "gelu",
         attn: Any = "none",
         head: Any = "avg",
+        connection: Any = None,
         mlp_ratios: float | Sequence[float] = 4.0,
         mlp_layout: str = "linear",
         mlp: str = "mlp",
@@ -278,7 +338,7 @@ class MetaFormer(Backbone):
 
         # stages
         self.drop_path_rates = drop_path_schedule(depths, drop_path_rate)
-        stages, feature_sizes, k = [], [], 0
+        stages, feature_sizes, every_block, k = [], [], [], 0
         for i in range(n_stages):
             if i == 0:
                 ds: nn.Module = nn.Identity()
@@ -294,17 +354,26 @@ class MetaFormer(Backbone):
                                        self.ctx(f"{pos}.mixer", feat))
                 attn_mod = build_slot("attn", self.slot_value("attn", attn, i, j), dims[i],
                                       self.ctx(f"{pos}.attn", feat))
+                conn_kw = _connection_option(self.slot_value("connection", connection, i, j), blocks_cls[i],
+                                             model_name)
                 blocks.append(blocks_cls[i](
                     dims[i], mixer=mixer_mod, attn=attn_mod, norm_layer=norm_layer, act_layer=act_layer,
                     mlp_ratio=ratios[i], ls_init_value=ls_init_value, drop_path=self.drop_path_rates[k],
                     mlp_layout=mlp_layout, feat_size=feat,
-                    ctx=self.block_ctx(pos, feat), **mlp_kw, **(block_kwargs or {})))
+                    ctx=self.block_ctx(pos, feat), **mlp_kw, **conn_kw, **(block_kwargs or {})))
                 k += 1
             stages.append(MetaFormerStage(ds, blocks))
+            every_block += blocks
             feature_sizes.append(feat)
             self.add_feature(f"stages.{i}", dims[i])
         self.stages = nn.Sequential(*stages)
         self.feature_sizes: list[tuple[int, int] | None] = feature_sizes
+        # residual streams (hyper-connections) from the first block to the last, across the downsampling layers; a
+        # block without merges counts as one plain stream, so a trunk mixing it with stream connections is refused
+        units = [getattr(b, "merges", None) for b in every_block]
+        merges = [m for u, b in zip(units, every_block) for m in (u if u is not None else [b])]
+        self.streams = stream_trunk(units, merges, model_name) if merges else 0   # (a block-less probe: none)
+        self.stream_reduce = units[-1][-1].reduce_mode if self.streams else None
 
         # head: [norm_pre] -> pooling slot -> [head_pre] -> dropout -> fc
         self.norm_pre = norm_layer(dims[-1]) if head_norm == "pre" else nn.Identity()
@@ -343,6 +412,10 @@ class MetaFormer(Backbone):
                 self.fc.bias.mul_(head_init_scale)
 
     # ---------------------------------------------------------------------------------------------- forward
+    def _feature_map(self, x: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+        """A stage's feature map combines its streams in a hyper-connected trunk (the last stage's holds one)."""
+        return combine_streams(x.unflatten(0, (-1, inp.shape[0])), self.stream_reduce) if self.streams else x
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.head_pre(self.head(x)))
         return x if pre_logits else self.fc(x)

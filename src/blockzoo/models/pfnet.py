@@ -87,7 +87,8 @@ def pf_resnet50_hybrid(*, num_classes: int = 1000, in_chans: int = 3, **kw: Any)
 
 
 # ------------------------------------------------------------------------------------------- pf ConvNeXt
-_PF_CONVNEXT_SLOTS = {"mixer": "maxpool", "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg"}
+_PF_CONVNEXT_SLOTS = {"mixer": "maxpool", "norm": "ln2d", "act": "gelu", "attn": "none", "head": "avg",
+                      "connection": "residual"}
 
 register_model(
     "pf_convnext_atto", family="pfnet", slots=_PF_CONVNEXT_SLOTS, paper=PFLAYER,
@@ -113,7 +114,8 @@ POOLFORMER_CFG = dict(block="metaformer", mlp_ratios=4.0, ls_init_value=1e-5, st
                       head_norm="pre", mlp_layout="linear")
 register_model(
     "poolformer_s12", family="poolformer",
-    slots={"mixer": "pool", "norm": "gn(groups=1)", "act": "gelu", "attn": "none", "head": "avg"}, paper=POOLFORMER,
+    slots={"mixer": "pool", "norm": "gn(groups=1)", "act": "gelu", "attn": "none", "head": "avg",
+           "connection": "residual"}, paper=POOLFORMER,
     paper_params=11_920_000, paper_macs=1.82e9,
     reference={"params_1000cls": _PARAMS["poolformer_s12"], "macs_224": _MACS["poolformer_s12"]},
     summary="PoolFormer-S12: MetaFormer blocks with the pooling mixer, GroupNorm(1), depths (2,2,6,2)",

@@ -8,9 +8,11 @@ under both papers' names as timm does (the ViT paper has no Ti/S; timm's ``vit_t
 configurations). ``vit_tiny_patch4_32`` is DeiT-Ti with 4x4 patches for 28-32 px images (an 8x8 grid at 32 px, 7x7
 at 28; not a paper model).
 
-Slot: ``act`` (the MLP activation, ``gelu``). The attention is chosen per block with ``attn_layer`` (see the
-skeleton). MACs with ``blockzoo.profile.count_macs`` (linears, the patch conv and the attention products); the DeiT
-paper's "FLOPs" are MACs (17.6 G for DeiT-B).
+Slots: ``act`` (the MLP activation, ``gelu``) and ``connection`` (each sub-layer's merge; ``"residual"``: the plain
+sums; ``create_model("vit_tiny_patch4_32", connection="hyper_connection(n=4, dynamic=True)")``: hyper-connections,
+Zhu et al., ICLR 2025 [S001], one per attention / MLP sub-layer as in the paper's ViT experiments). The attention
+is chosen per block with ``attn_layer`` (see the skeleton). MACs with ``blockzoo.profile.count_macs`` (linears, the
+patch conv and the attention products); the DeiT paper's "FLOPs" are MACs (17.6 G for DeiT-B).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from blockzoo import papers
 from blockzoo.models.common.vit import vit_entry
 from blockzoo.registry import Claim, register_model
 
-SLOTS = {"act": "gelu"}
+SLOTS = {"act": "gelu", "connection": "residual"}
 _T = "tests/models/test_vit.py::"
 TINY = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3)
 SMALL = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6)

@@ -69,13 +69,15 @@ class MetaNeXtBlock(nn.Module):
     """MetaNeXt block (InceptionNeXt; ConvNeXt with ``ln2d``): ``x + DP(LS(mlp(norm(attn(mixer(x))))))``.
 
     With a LayerNorm2d norm and ``mlp_layout="linear"`` the norm and the MLP run on one NHWC view (no extra permutes);
-    the result is identical to the NCHW path. ``mlp`` as :class:`MetaFormerBlock`.
+    the result is identical to the NCHW path. ``mlp`` as :class:`MetaFormerBlock`; ``connection`` as
+    :class:`MetaFormerBlock`'s, with one merge (``<ctx>.connection1``: the block has one residual sub-layer).
     """
 
     def __init__(self, dim: int, *, mixer: nn.Module, attn: nn.Module | None = None,
                  norm_layer: Callable[[int], nn.Module], act_layer: Callable[[], nn.Module], mlp_ratio: float = 4.0,
                  ls_init_value: float | None = 1e-6, drop_path: float = 0.0, mlp_layout: str = "linear",
-                 mlp_drop: float = 0.0, mlp_bias: bool = True, mlp: str = "mlp", feat_size=None, ctx=None):
+                 mlp_drop: float = 0.0, mlp_bias: bool = True, mlp: str = "mlp", feat_size=None, ctx=None,
+                 connection: Any = None):
         super().__init__()
         self.mixer = mixer
         self.attn = attn if attn is not None else nn.Identity()
@@ -84,8 +86,10 @@ class MetaNeXtBlock(nn.Module):
         self.ls = layer_scale(dim, ls_init_value)
         self.drop_path = make_drop_path(drop_path)
         self._fused_ln = type(self.norm) is LayerNorm2d and mlp_layout == "linear"
+        self.merges = None if connection is None else SubLayerMerges(
+            connection, dim, None if ctx is None else (lambda pos: ctx(pos, feat_size)), count=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
         y = self.attn(self.mixer(x))
         if self._fused_ln:
             n = self.norm
@@ -93,7 +97,12 @@ class MetaNeXtBlock(nn.Module):
             y = self.mlp.forward_nhwc(F.layer_norm(y, n.normalized_shape, n.weight, n.bias, n.eps)).permute(0, 3, 1, 2)
         else:
             y = self.mlp(self.norm(y))
-        return x + self.drop_path(self.ls(y))
+        return self.drop_path(self.ls(y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merges is None:
+            return x + self._branch(x)
+        return self.merges(x, (self._branch,))
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"metaformer": MetaFormerBlock, "metanext": MetaNeXtBlock}

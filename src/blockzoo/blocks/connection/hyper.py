@@ -227,10 +227,13 @@ def stream_trunk(units: list[nn.Module], merges: list[nn.Module], owner: str) ->
               f"{_TEST}::test_trainer_does_not_decay_static_weights"),
         Claim("HC beats the residual connection at equal parameters (paper: LLM pre-training and ViT on ImageNet)",
               "benchmarks/claims/connection_hyper.py", status="measured"),
+        Claim("HC beats the residual connection in a ViT at equal budget (paper: ViT on ImageNet)",
+              "benchmarks/claims/connection_hyper_vit.py", status="measured"),
     ),
-    notes="Only skeletons that carry streams accept it: the ResNet skeleton's connection slot, and the connection= "
-          "option of the ViT skeleton (models.common.vit.VisionTransformer) and of MetaFormerBlock (one per "
-          "sub-layer); other backbones refuse it at build time.",
+    notes="Only skeletons that carry streams accept it: the connection slot of the ResNet skeleton, of the ViT "
+          "families (vit/deit, deepvit, convit: one per attention / MLP sub-layer) and of the MetaFormer families "
+          "whose blocks merge through it (ConvNeXt, InceptionNeXt, HorNet, PoolFormer, pf_convnext; the streams "
+          "cross each downsampling layer with shared weights); other backbones refuse it at build time.",
     usage='model = create_model("resnet20", connection="hyper_connection(n=4, dynamic=True)")')
 def _hyper_connection(channels: int, n: int = 4, dynamic: bool = False, reduce: str = "sum") -> nn.Module:
     return HyperConnection(channels, n=n, dynamic=dynamic, reduce=reduce)

@@ -34,9 +34,11 @@ Hooks for the other attention families (ConViT, DeepViT ...)
 - ``no_embed_class`` (timm's name): the position embedding covers only the patch tokens (required when
   ``cls_token_at > 0``, as in ConViT).
 - ``init_values``: layer scale in every block (``None``: none, as ViT/DeiT).
-- ``connection``: ``None`` (the plain residual sums) or a ``connection`` slot value for every sub-layer's merge,
-  e.g. ``"hyper_connection(n=4)"`` (Zhu et al., ICLR 2025: the paper's ViT experiments; the ``n`` streams run from
-  the first block to the last, whose output is their sum, then the final norm).
+- ``connection``: ``None`` or ``"residual"`` (the plain residual sums; no merge modules are built, so the registered
+  variants' default ``connection="residual"`` slot is the model without the option) or a ``connection`` slot value
+  for every sub-layer's merge, e.g. ``"hyper_connection(n=4)"`` (Zhu et al., ICLR 2025: the paper's ViT experiments;
+  the ``n`` streams run from the first block to the last, whose output is their sum, then the final norm; a class
+  token inserted after block 0, as ConViT's, joins every stream).
 - :meth:`VisionTransformer.init_weights`: trunc-normal(0.02) Linears with zero bias, position embedding and tokens
   (DeiT's official init; timm's ViT draws the class token with std 1e-6), unit/zero LayerNorms, the patch conv as
   PyTorch initialises it (as timm); then every submodule's own ``init_weights()`` (a GPSA's locality init).
@@ -62,6 +64,7 @@ from blockzoo.blocks.connection.hyper import combine_streams, stream_trunk
 from blockzoo.checks import check_choice, check_int, tracing
 from blockzoo.errors import ConfigError
 from blockzoo.models.base import Backbone, to_size
+from blockzoo.registry import parse_slot_value
 
 __all__ = ["VisionTransformer", "vit_entry", "POOLS"]
 
@@ -87,6 +90,8 @@ class VisionTransformer(Backbone):
         super().__init__()
         self.model_name = model_name
         owner = model_name
+        if connection is not None and parse_slot_value(connection) == ("residual", {}):
+            connection = None   # the plain sums the blocks compute without merge modules
         check_int(depth, "depth", min_value=1, owner=owner)
         check_int(cls_token_at, "cls_token_at", min_value=0, owner=owner)
         check_choice(global_pool, "global_pool", POOLS, owner=owner)
