@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"model": a.model, "img": a.img, "batch": a.batch, "rounds": a.rounds, "threads": a.threads, "results": r,
            "tune_vs_eval": {"memory": t["peak_mb_median"] / e["peak_mb_median"],
                             "time": t["step_ms_median"] / e["step_ms_median"]},
-           "command": " ".join(["python", *sys.argv]), "machine": machine()}
+           "command": " ".join(["python", *sys.argv]), "machine": machine(a.threads)}
     d = Path(a.out_dir)
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_text(d / "convbn_tune.json", json.dumps(out, indent=2, default=str))

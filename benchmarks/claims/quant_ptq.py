@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         model = reparameterize(model).eval()
         acc["fp32"].append(100 * accuracy(model, test_set))
         for per_channel in (True, False):
-            q = quantize(model, calib, per_channel=per_channel, threads=a.threads)
+            # no parity check: a scheme that fails is this claim's measurement, not an error
+            q = quantize(model, calib, per_channel=per_channel, threads=a.threads, max_rel_err=None)
             acc[f"int8_per_{'channel' if per_channel else 'tensor'}"].append(100 * accuracy(q, test_set))
         print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.2f}%" for k, v in acc.items()), flush=True)
     drops = [f - q for f, q in zip(acc["fp32"], acc["int8_per_channel"])]

@@ -561,15 +561,23 @@ def cmd_export(a: argparse.Namespace) -> int:
     _check_writable(str(Path(out).parent), "--out")
     # the input the model was trained at (the registered paper size may not fit a model built for another size)
     example = None if spec["img_size"] is None else torch.randn(2, spec["in_chans"], *spec["img_size"])
-    res = export_model(model, out, format=a.format, example=example, dynamic=not a.static, check=not a.no_check)
+    # --deploy: the deploy form, timed (eager / deploy form / the file's runtime); passed only when asked
+    extra = {"deploy": True, "latency": True} if a.deploy else {"latency": True} if a.latency else {}
+    res = export_model(model, out, format=a.format, example=example, dynamic=not a.static, check=not a.no_check,
+                       **extra)
     if a.json:
         _print_json(res)
     elif res["ok"] is None:
         _console().print(f"[bold]wrote[/] {_esc(res['path'])} ({_esc(res['format'])}; parity not checked)")
     else:
-        _console().print(f"[bold]wrote[/] {_esc(res['path'])} ({_esc(res['format'])}): parity with eager "
+        _console().print(f"[bold]wrote[/] {_esc(res['path'])} ({_esc(res['format'])}"
+                         f"{', deploy form' if a.deploy else ''}): parity with eager "
                          f"{'ok' if res['ok'] else 'FAILED'}, max abs diff {res['max_abs_diff']:.3g} "
                          f"(rtol {res['rtol']:g}, atol {res['atol']:g})")
+    if not a.json and "latency_ms" in res:
+        _console().print("latency (median ms): " + "; ".join(
+            f"{_esc(k)} " + ", ".join(f"batch {b} {ms:.2f}" for b, ms in v.items())
+            for k, v in res["latency_ms"].items()))
     if res["ok"] is False:
         print(f"error: the exported {res['format']} model does not match the eager model (max abs diff "
               f"{res['max_abs_diff']:.3g}); please report it with the checkpoint's model", file=sys.stderr)
@@ -761,6 +769,9 @@ def _add_run_commands(sub: Any, positive: Any) -> None:
     s.add_argument("--static", action="store_true", help="fixed input shape (default: dynamic batch; torch-export "
                    "also dynamic height and width)")
     s.add_argument("--no-check", action="store_true", help="skip the parity check against the eager model")
+    s.add_argument("--deploy", action="store_true", help="export the deploy form (re-parameterized, BN folded; "
+                   "parity against the eager original) and report its latency; a quantized model: blockzoo quantize")
+    s.add_argument("--latency", action="store_true", help="report the latency of eager and of the written file")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_export)
 

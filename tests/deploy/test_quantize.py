@@ -22,6 +22,7 @@ from blockzoo.deploy.quantization import (
     convert_qat,
     latency_ms,
     load_quantized,
+    parity_error,
     prepare_qat,
     quantization_config,
     quantize,
@@ -81,6 +82,49 @@ def test_int8_model_runs_and_agrees_with_float(name, tmp_path):
     q(torch.randn(1, 1, 28, 28))                              # dynamic batch
     path = q.save(tmp_path / "m.onnx")
     assert torch.equal(load_quantized(path, threads=1)(x), y)
+
+
+def test_parity_error_by_hand():
+    """Mean over the images of ||q(x_i) - f(x_i)|| / ||f(x_i)||: zero outputs give 1, a doubled output 1, a wrong
+    image among four 1/4 (the per-image mean: one large image cannot hide the others)."""
+    f = nn.Identity()
+    x = torch.tensor([[3.0, 4.0], [0.0, 1.0], [1.0, 0.0], [6.0, 8.0]])
+    assert parity_error(f, f, x) == 0
+    assert parity_error(lambda t: torch.zeros_like(t), f, x) == pytest.approx(1.0)
+    assert parity_error(lambda t: 2 * t, f, x) == pytest.approx(1.0)
+    assert parity_error(lambda t: t * torch.tensor([[1.0], [1.0], [1.0], [0.0]]), f, x) == pytest.approx(0.25)
+
+
+@needs_ort
+def test_a_quantized_model_that_disagrees_with_float_is_refused():
+    """One outlier pixel in the calibration batch sets onnxruntime's min/max input range to [-1e4, 1e4] (scale ~78),
+    so every ordinary pixel (|x| ~ 1) rounds to 0 and the INT8 net returns its bias logits: a silently wrong model
+    before the parity check. quantize() now raises; max_rel_err=None hands it back (to measure a failure)."""
+    m, calib, _ = _tiny()
+    bad = [calib[0].clone()]
+    bad[0][0, 0, 0, 0] = 1e4
+    with pytest.raises(ConfigError, match=r"disagrees with float.*backend='pt2e'.*max_rel_err=None"):
+        quantize(m, bad, backend="onnxruntime", threads=1)
+    q = quantize(m, bad, backend="onnxruntime", threads=1, max_rel_err=None)
+    assert parity_error(q, m, bad[0][1:]) > 0.5 and "parity_rel_err" not in q.info
+    good = quantize(m, calib, backend="onnxruntime", threads=1)
+    assert good.info["parity_rel_err"] == pytest.approx(parity_error(good, m, calib[0])) and \
+        good.info["parity_rel_err"] < 0.1
+
+
+@pytest.mark.slow
+@needs_torchao
+def test_pt2e_refuses_a_random_init_mobilenetv2_whose_logits_fall_below_the_scale_floor():
+    """The benchmark's silent 'top-1 agree 0.00': a random-init MobileNetV2 in eval mode has logits of ~1e-9, below
+    the PT2E x86 scale floor (eps 2**-12), so its INT8 logits were all zero; onnxruntime (no floor) keeps them."""
+    torch.manual_seed(0)
+    m = blockzoo.create_model("mobilenetv2_100_small", num_classes=10, in_chans=1).eval()
+    calib = [torch.randn(8, 1, 28, 28)]
+    with torch.no_grad():
+        assert m(calib[0]).abs().max() < 1e-6
+    with pytest.raises(ConfigError, match="backend='onnxruntime'"):
+        quantize(m, calib, backend="pt2e")
+    assert quantize(m, calib, backend="onnxruntime", threads=1).info["parity_rel_err"] < 0.2
 
 
 @needs_ort
@@ -202,6 +246,8 @@ def test_bad_options_raise_config_error():
         quantize(m, calib, backend="onnxruntime", weight_bits=4)
     with pytest.raises(ConfigError, match=r"\.onnx or \.pt2"):
         load_quantized("model.pkl")
+    with pytest.raises(ConfigError, match="max_rel_err"):
+        quantize(m, calib, max_rel_err=0)
 
 
 @needs_ort

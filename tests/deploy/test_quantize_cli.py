@@ -41,4 +41,5 @@ def test_quantize_checkpoint_writes_model_and_report(tmp_path):
     assert set(r["latency_ms"]["int8"]) == set(LATENCY_BATCHES)
     assert json.loads((tmp_path / "q" / "quantize.json").read_text())["acc"] == r["acc"]
     assert "points lost" in (tmp_path / "q" / "quantize.md").read_text()
+    assert 0 <= r["parity_rel_err"] < 0.5 and "parity with float" in (tmp_path / "q" / "quantize.md").read_text()
     assert load_quantized(r["model_file"]).backend == "onnxruntime"

@@ -9,6 +9,10 @@ ONNX uses PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=
 (the ``export`` extra), while the dynamo exporter needs ``onnxscript`` as well, and it exports every registered
 model. Its dynamic axis is the batch; ``torch-export`` programs are dynamic in batch, height and width
 (``Dim.DYNAMIC``: the export fails rather than silently fixing a size).
+
+``deploy=True`` writes the deploy form (re-parameterized, BN folded) and ``latency=True`` times eager, deploy form
+and the written file (``blockzoo export CHECKPOINT --deploy`` does both); a quantized model is written by
+``blockzoo quantize`` (:meth:`blockzoo.deploy.quantization.QuantizedModel.save`, with its own parity check).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blockzoo.checks import check_choice
+from blockzoo.checks import check_choice, check_int
 from blockzoo.errors import ConfigError, InputShapeError
 from blockzoo.files import atomic_write
 
@@ -85,7 +89,9 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, n_out: int, dynamic: bo
 def _onnx_runner(path: str) -> Callable[[torch.Tensor], list[torch.Tensor]]:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()   # torch's thread count, so that latencies compare like with like
+    opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     return lambda x: [torch.from_numpy(y) for y in session.run(None, {"input": x.detach().cpu().numpy()})]
 
 
@@ -129,9 +135,19 @@ def _deploy_form(model: nn.Module) -> nn.Module:
     return reparameterize(model).eval()
 
 
+def _latencies(runs: dict[str, Callable[[torch.Tensor], Any]], example: torch.Tensor, dynamic: bool,
+               iters: int) -> dict[str, dict[int, float]]:
+    """Median ms of each runner at batch 1 (when ``dynamic``) and at the example's batch size."""
+    from blockzoo.deploy.quantization import latency_ms
+
+    xs = {len(example): example, **({1: example[:1]} if dynamic else {})}
+    return {k: {b: latency_ms(run, xs[b], iters=iters)["median"] for b in sorted(xs)} for k, run in runs.items()}
+
+
 def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "onnx",
                  example: torch.Tensor | None = None, dynamic: bool = True, check: bool = True,
-                 rtol: float = 1e-3, atol: float = 1e-4, deploy: bool = False) -> dict[str, Any]:
+                 rtol: float = 1e-3, atol: float = 1e-4, deploy: bool = False, latency: bool = False,
+                 latency_iters: int = 10) -> dict[str, Any]:
     """Export ``model`` (in eval mode; its mode is restored afterwards) to ``path`` as ``format`` ("onnx" or
     "torch-export", a ``.pt2`` program) and return ``{"format", "path", "max_abs_diff", "rtol", "atol", "ok"}``.
 
@@ -144,8 +160,13 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
     ``deploy=True`` exports the deploy form (``blockzoo.deploy.reparameterize``: BN folded, re-parameterizable blocks
     merged; ``model`` itself is not changed), checked against the eager original; a quantized model
     (``blockzoo.deploy.quantize``) is written in its back end's format by its own ``save``.
+    ``latency=True`` adds ``"latency_ms"``: the median milliseconds (``latency_iters`` timed calls after warm-up,
+    torch's thread count for onnxruntime too) of the eager model, of the deploy form (with ``deploy``) and of the
+    written file (``"onnxruntime"`` or ``"torch-export"``), ``{runner: {batch: ms}}`` at batch 1 (when dynamic) and
+    at the example's batch size.
     """
     check_choice(format, "format", EXPORT_FORMATS, owner="export_model")
+    check_int(latency_iters, "latency_iters", min_value=1, owner="export_model")
     path = os.fspath(path)
     if format == "onnx":
         _require_onnx(check)
@@ -175,6 +196,11 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, format: str = "on
                                               dtype=example.dtype))
                 diffs = [_compare(expected if x is example else _outputs(model(x)), run(x), rtol, atol) for x in inputs]
                 result.update(max_abs_diff=max(d for d, _ in diffs), ok=all(ok for _, ok in diffs))
+            if latency:
+                runs = {"eager": model, **({"deploy": target} if deploy else {}),
+                        "onnxruntime" if format == "onnx" else format:
+                        _onnx_runner(path) if format == "onnx" else _program_runner(path)}
+                result["latency_ms"] = _latencies(runs, example, dynamic, latency_iters)
             return result
     finally:
         model.train(was_training)

@@ -73,7 +73,8 @@ def quantize_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLik
                   for b in LATENCY_BATCHES} for kind, m in (("fp32_eager", model), ("int8", q))}
     report = {
         "checkpoint": checkpoint, "model": spec["name"], "data": data, "test_images": len(test_set),
-        "calib_images": q.info["calib_images"], "backend": backend, "per_channel": per_channel,
+        "calib_images": q.info["calib_images"], "parity_rel_err": q.info["parity_rel_err"], "backend": backend,
+        "per_channel": per_channel,
         "model_file": str(model_path), "acc": acc, "acc_drop": acc["fp32"] - acc["int8"],
         "bytes": {"fp32_onnx": _onnx_fp32_bytes(model, x), "int8": os.path.getsize(model_path)},
         "latency_ms": lat, "speedup": {b: lat["fp32_eager"][b] / lat["int8"][b] for b in LATENCY_BATCHES},
@@ -93,6 +94,8 @@ def render_report(r: dict[str, Any]) -> str:
         f"# INT8 quantization of {r['model']} ({r['backend']}, "
         f"{'per-channel' if r['per_channel'] else 'per-tensor'} weights)", "",
         f"- checkpoint: `{r['checkpoint']}`; calibration: {r['calib_images']} training images of {r['data']}",
+        f"- parity with float on the first calibration batch: relative error {r['parity_rel_err']:.4f} "
+        f"(quantize refuses above its max_rel_err)",
         f"- model file: `{r['model_file']}`", f"- machine: {r['machine']} ({r['threads']} threads)", "",
         "| | fp32 (deploy form, eager) | INT8 | |", "|---|---|---|---|",
         f"| top-1 on {r['test_images']} test images | {100 * r['acc']['fp32']:.2f}% | {100 * r['acc']['int8']:.2f}% "
