@@ -1,4 +1,4 @@
-"""Accuracy under common corruptions of the test set: Gaussian noise, Gaussian blur and contrast reduction.
+"""Accuracy under common corruptions of the test set: Gaussian noise, Gaussian blur, contrast and brightness.
 
 Several papers claim robustness to corruptions (IBN-Net [S052], the GCP paper [S002]); the standard protocol is
 Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and Perturbations", ICLR 2019
@@ -8,7 +8,10 @@ the 0..1 scale (then clipped and normalised as the loader does), so any dataset 
 * ``gaussian_noise``: ``x + N(0, c^2)``, ``c`` = 0.04, 0.06, 0.08, 0.09, 0.10;
 * ``gaussian_blur``: a Gaussian filter of standard deviation ``c`` = 0.4, 0.6, 0.7, 0.8, 1.0 pixels (reflect
   padding, kernel radius ``ceil(3c)``);
-* ``contrast``: ``(x - mean) c + mean`` with the per-image mean, ``c`` = 0.75, 0.5, 0.4, 0.3, 0.15.
+* ``contrast``: ``(x - mean) c + mean`` with the per-image mean, ``c`` = 0.75, 0.5, 0.4, 0.3, 0.15;
+* ``brightness``: ``x + c``, ``c`` = 0.05, 0.1, 0.15, 0.2, 0.3 (the benchmark adds ``c`` to the V channel of HSV,
+  i.e. to ``max(R, G, B)`` with the hue and saturation kept: for grayscale images that is exactly ``x + c``; for
+  colour images this adds ``c`` to every channel, a simplification).
 
 The severities are the CIFAR-10-C values as we remember them from the benchmark's generation code (meant for 32-px
 images, so they suit Fashion-MNIST and CIFAR); we could not re-read that code here, so treat them as close to, not
@@ -32,6 +35,7 @@ SEVERITIES: dict[str, tuple[float, ...]] = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
     "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),
     "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
 }
 
 
@@ -59,6 +63,8 @@ def corrupt(x: torch.Tensor, name: str, severity: int, generator: torch.Generato
         out = x + c * noise
     elif name == "gaussian_blur":
         out = _blur(x, c)
+    elif name == "brightness":
+        out = x + c
     else:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         out = (x - mean) * c + mean
