@@ -1,7 +1,7 @@
 """What the connection claim runs (``connection_shallow.py``, S012; ``connection_hyper.py``, S001) share: the data
 (a Fashion-MNIST subset, average-pooled 2x to 14 x 14 inside the model to fit the CPU budget; synthetic data for the
-smoke runs), the training call (:func:`blockzoo.train.train`, SGD with momentum, cosine schedule, no augmentation)
-and the command-line options every such script has."""
+smoke runs), the training call (:func:`blockzoo.train.train`, SGD with momentum or AdamW, cosine schedule, no
+augmentation) and the command-line options every such script has."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,8 @@ def add_options(p: argparse.ArgumentParser, *, subset: int, epochs: int, seeds: 
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                   help="sgd: momentum 0.9, weight decay 5e-4; adamw: weight decay 0.05 (DeiT's)")
     p.add_argument("--seeds", type=int, default=seeds)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", default="fashion-mnist", help="a registered dataset (the smoke run: synthetic)")
@@ -43,8 +45,10 @@ def pooled(model: nn.Module) -> nn.Module:
 
 def fit(model: nn.Module, name: str, seed: int, a: argparse.Namespace, tr, te, work: Path) -> dict:
     """Train ``model`` (seeded by the caller) and return its final train / test loss and test accuracy."""
-    cfg = TrainConfig(model=name, epochs=a.epochs, batch_size=a.batch_size, optimizer="sgd", lr=a.lr, momentum=0.9,
-                      weight_decay=5e-4, schedule="cosine", warmup_epochs=0.0, label_smoothing=0.0, augment=False,
+    opt = a.optimizer
+    cfg = TrainConfig(model=name, epochs=a.epochs, batch_size=a.batch_size, optimizer=opt, lr=a.lr, momentum=0.9,
+                      weight_decay=5e-4 if opt == "sgd" else 0.05, schedule="cosine", warmup_epochs=0.0,
+                      label_smoothing=0.0, augment=False,
                       precision="fp32", seed=seed, threads=a.threads, out_dir=str(work / f"{name}-seed{seed}"),
                       overwrite=True, checkpoint=False, progress=False, log="none", eval_every=a.epochs)
     r = train(cfg, model, tr, te)

@@ -49,6 +49,11 @@ def _vit(tr, connection: str, smoke: bool) -> torch.nn.Module:
                         connection=connection, **{**VIT, "patch_size": patch})
 
 
+def _recipe(a: argparse.Namespace) -> str:
+    return (f"SGD momentum 0.9 lr {a.lr} wd 5e-4" if a.optimizer == "sgd" else
+            f"AdamW lr {a.lr} wd 0.05, warm-up 0")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_options(p, subset=2500, epochs=4, seeds=3, lr=0.05)
@@ -81,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
               "at (almost) equal parameters",
         verdict="inconclusive" if a.smoke else verdict, summary=("SMOKE RUN: " if a.smoke else "") + summary,
         budget=f"{a.data} {len(tr)} train / {len(te)} test images at 28 x 28, {MODEL} with {VIT}, residual vs "
-               f"{VARIANTS['hc']}, {a.epochs} epochs, batch {a.batch_size}, SGD momentum 0.9 lr {a.lr} "
-               f"cosine, wd 5e-4 (none on the static HC weights), fp32, {a.seeds} seeds",
+               f"{VARIANTS['hc']}, {a.epochs} epochs, batch {a.batch_size}, {_recipe(a)} cosine (no weight decay "
+               f"on the static HC weights), fp32, {a.seeds} seeds",
         rule=RULE, results={"runs": res, "params": params, "vit": VIT}, out_dir=a.out_dir)
     print(f"{NAME}: {verdict}: {summary}")
     return 0

@@ -141,6 +141,9 @@ class GCPHead(nn.Module):
         Claim("GCP permits rapid learning-rate decay / faster convergence (S002; claims lab run at CPU scale: not "
               "reproduced, see benchmarks/results/claims/gcp_lr_decay.md)", "benchmarks/claims/gcp_lr_decay.py",
               "measured"),
+        Claim("GCP gives a smoother loss landscape / more predictive gradients than GAP along the training path (S002; "
+              "claims lab at CPU scale: benchmarks/results/claims/gcp_smoothness.md)",
+              "benchmarks/claims/gcp_smoothness.py", "measured"),
     ),
     notes="reduce_dim=None keeps the input width. Covariance and Newton-Schulz run in float32 with autocast off. "
           "Needs >= 2 spatial positions.",
