@@ -5,8 +5,11 @@ augmentation) and the command-line options every such script has."""
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from blockzoo.data import load_dataset
@@ -53,3 +56,20 @@ def fit(model: nn.Module, name: str, seed: int, a: argparse.Namespace, tr, te, w
                       overwrite=True, checkpoint=False, progress=False, log="none", eval_every=a.epochs)
     r = train(cfg, model, tr, te)
     return {"train_loss": r["final_train_loss"], "test_loss": r["final_test_loss"], "test_acc": r["final_test_acc"]}
+
+
+def train_variants(a: argparse.Namespace, tr, te, variants: dict[str, str], build: Callable[[str], nn.Module],
+                   name: str, wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> tuple[dict, dict]:
+    """Per seed, each ``connection`` of ``variants`` (key -> slot value) built by ``build(connection)`` after
+    ``torch.manual_seed(seed)`` (the same initial weights but for the connections), trained by :func:`fit` behind
+    ``wrap``; returns ``({key: [fit result per seed]}, {key: parameter count})``."""
+    res, params = {k: [] for k in variants}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(a.work_dir or tmp)
+        for seed in range(a.seeds):
+            for key, connection in variants.items():
+                torch.manual_seed(seed)
+                m = build(connection)
+                params[key] = sum(q.numel() for q in m.parameters())
+                res[key].append(fit(wrap(m), f"{name}-{key}", seed, a, tr, te, work))
+    return res, params

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
-
-import torch
 
 from blockzoo import create_model, papers
 from blockzoo.report.stats import detectable_difference, mean_std, paired_ttest
 from blockzoo.report.verdicts import write_verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from connection_common import add_options, fit, load, pooled  # noqa: E402
+from connection_common import add_options, load, pooled, train_variants  # noqa: E402
 
 NAME = "connection_hyper"
 VARIANTS = {"residual": "residual", "hc": "hyper_connection(n=4, dynamic=True)",
@@ -53,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     add_options(p, subset=1000, epochs=2, seeds=3, lr=0.05)
     a = p.parse_args(argv)
     tr, te = load(a)
-    res, params = {k: [] for k in VARIANTS}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(a.work_dir or tmp)
-        for seed in range(a.seeds):
-            for key, connection in VARIANTS.items():
-                torch.manual_seed(seed)
-                m = create_model("resnet20", num_classes=tr.num_classes, in_chans=tr.in_chans, connection=connection)
-                params[key] = sum(q.numel() for q in m.parameters())
-                res[key].append(fit(pooled(m), f"resnet20-{key}", seed, a, tr, te, work))
+    res, params = train_variants(
+        a, tr, te, VARIANTS, lambda c: create_model("resnet20", num_classes=tr.num_classes, in_chans=tr.in_chans,
+                                                    connection=c), "resnet20", wrap=pooled)
     acc = {k: [r["test_acc"] for r in v] for k, v in res.items()}
     verdict, t = verdict_of(acc["hc"], acc["residual"])
     verdict = "inconclusive" if a.smoke else verdict

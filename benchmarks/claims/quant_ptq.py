@@ -47,31 +47,46 @@ def within_verdict(drops: list[float], limit: float = LIMIT) -> str:
     return "reproduced" if m + half < limit else "not reproduced" if m - half > limit else "inconclusive"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_options(p: argparse.ArgumentParser, *, train: int, test: int, calib: int, epochs: int) -> None:
+    """The options of the quantization claim scripts (this one and ``quant_qat_recovery.py``)."""
     p.add_argument("--model", default="resnet20")
-    p.add_argument("--train", type=int, default=3000, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=2000, help="test images")
-    p.add_argument("--calib", type=int, default=256, help="calibration images (from the training subset)")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train", type=int, default=train, help="training images (class-stratified subset)")
+    p.add_argument("--test", type=int, default=test, help="test images")
+    p.add_argument("--calib", type=int, default=calib, help="calibration images (from the training subset)")
+    p.add_argument("--epochs", type=int, default=epochs, help="float training epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
     p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    a = p.parse_args(argv)
+
+
+def setup(a: argparse.Namespace):
+    """``(train_set, test_set, calibration batches)`` of the options (the smoke run's tiny sizes applied)."""
     if a.smoke:
         a.train, a.test, a.calib, a.epochs, a.seeds = 64, 64, 32, 1, 2
     torch.set_num_threads(a.threads)
     train_set, test_set = fashion_subsets(a.train, a.test)
-    calib = [x for x, _ in Loader(take_subset(train_set, a.calib), 64, train=False)]
+    return train_set, test_set, [x for x, _ in Loader(take_subset(train_set, a.calib), 64, train=False)]
+
+
+def trained_float(a: argparse.Namespace, train_set, seed: int) -> torch.nn.Module:
+    """The options' model, seeded and trained in float (SGD Nesterov, cosine, wd 4e-5, no augmentation)."""
+    torch.manual_seed(seed)
+    model = create_model(a.model, in_chans=1, num_classes=10)
+    train(model, train_set, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=4e-5, seed=seed)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_options(p, train=3000, test=2000, calib=256, epochs=3)
+    a = p.parse_args(argv)
+    train_set, test_set, calib = setup(a)
     acc: dict[str, list[float]] = {"fp32": [], "int8_per_channel": [], "int8_per_tensor": []}
     for seed in range(a.seeds):
-        torch.manual_seed(seed)
-        model = create_model(a.model, in_chans=1, num_classes=10)
-        train(model, train_set, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=4e-5, seed=seed)
-        model = reparameterize(model).eval()
+        model = reparameterize(trained_float(a, train_set, seed)).eval()
         acc["fp32"].append(100 * accuracy(model, test_set))
         for per_channel in (True, False):
             # no parity check: a scheme that fails is this claim's measurement, not an error

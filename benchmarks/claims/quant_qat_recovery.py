@@ -30,11 +30,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from norm_common import accuracy, fashion_subsets, paired_verdict, train  # noqa: E402
-from quant_ptq import LIMIT, MIN_FP32, within_verdict  # noqa: E402
+from norm_common import accuracy, paired_verdict, train  # noqa: E402
+from quant_ptq import LIMIT, MIN_FP32, add_options, setup, trained_float, within_verdict  # noqa: E402
 
-from blockzoo import create_model, papers  # noqa: E402
-from blockzoo.data import Loader, take_subset  # noqa: E402
+from blockzoo import papers  # noqa: E402
 from blockzoo.deploy import reparameterize  # noqa: E402
 from blockzoo.deploy.quantization import convert_qat, prepare_qat, quantize  # noqa: E402
 from blockzoo.report.stats import mean_std  # noqa: E402
@@ -64,30 +63,14 @@ def qat_finetune(model: torch.nn.Module, train_set, calib: torch.Tensor, *, epoc
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--train", type=int, default=1000, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=1000, help="test images")
-    p.add_argument("--calib", type=int, default=128, help="calibration images (from the training subset)")
-    p.add_argument("--epochs", type=int, default=2, help="float training epochs")
+    add_options(p, train=1000, test=1000, calib=128, epochs=2)
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--qat-lr", type=float, default=0.005)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
     a = p.parse_args(argv)
-    if a.smoke:
-        a.train, a.test, a.calib, a.epochs, a.seeds = 64, 64, 32, 1, 2
-    torch.set_num_threads(a.threads)
-    train_set, test_set = fashion_subsets(a.train, a.test)
-    calib = [x for x, _ in Loader(take_subset(train_set, a.calib), 64, train=False)]
+    train_set, test_set, calib = setup(a)
     acc: dict[str, list[float]] = {"fp32": [], "ptq_w4": [], "qat_w4": []}
     for seed in range(a.seeds):
-        torch.manual_seed(seed)
-        model = create_model(a.model, in_chans=1, num_classes=10)
-        train(model, train_set, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=4e-5, seed=seed)
+        model = trained_float(a, train_set, seed)
         acc["fp32"].append(100 * accuracy(reparameterize(model).eval(), test_set))
         ptq = quantize(model, calib, backend="pt2e", weight_bits=4, max_rel_err=None)
         acc["ptq_w4"].append(100 * accuracy(ptq, test_set))
