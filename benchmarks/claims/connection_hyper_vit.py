@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -34,7 +33,7 @@ from blockzoo.report.stats import detectable_difference, mean_std
 from blockzoo.report.verdicts import write_verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from connection_common import add_options, fit, load  # noqa: E402
+from connection_common import add_options, load, train_variants  # noqa: E402
 from connection_hyper import RULE, verdict_of  # noqa: E402
 
 NAME = "connection_hyper_vit"
@@ -60,15 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(batch_size=64)
     a = p.parse_args(argv)
     tr, te = load(a)
-    res, params = {k: [] for k in VARIANTS}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(a.work_dir or tmp)
-        for seed in range(a.seeds):
-            for key, connection in VARIANTS.items():
-                torch.manual_seed(seed)
-                m = _vit(tr, connection, a.smoke)
-                params[key] = sum(q.numel() for q in m.parameters())
-                res[key].append(fit(m, f"{MODEL}-{key}", seed, a, tr, te, work))
+    res, params = train_variants(a, tr, te, VARIANTS, lambda c: _vit(tr, c, a.smoke), MODEL)
     acc = {k: [r["test_acc"] for r in v] for k, v in res.items()}
     verdict, t = verdict_of(acc["hc"], acc["residual"])
     det = detectable_difference(t.std_diff, t.n)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from norm_common import RULE, accuracy, fashion_subsets, paired_verdict, train  # noqa: E402
+from norm_common import RULE, accuracy, add_options, fashion_subsets, paired_verdict, parse, train  # noqa: E402
 
 from blockzoo import create_model, papers  # noqa: E402
 from blockzoo.report.verdicts import write_verdict  # noqa: E402
@@ -23,20 +23,8 @@ from blockzoo.report.verdicts import write_verdict  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=500, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=500, help="test images")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    a = p.parse_args(argv)
-    if a.smoke:
-        a.train, a.test, a.epochs, a.seeds = 64, 32, 1, 2
-    torch.set_num_threads(a.threads)
+    add_options(p, train=500, test=500, epochs=2, lr=0.1, weight_decay=5e-4)
+    a = parse(p, argv)
     train_set, test_set = fashion_subsets(a.train, a.test)
     acc: dict[str, list[float]] = {"bn": [], "bn_init": []}
     loss: dict[str, list[float]] = {"bn": [], "bn_init": []}

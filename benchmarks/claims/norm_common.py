@@ -1,8 +1,10 @@
-"""Shared by the normalisation claim runs (``norm_*.py``): Fashion-MNIST subsets, a plain SGD loop whose parameter
-groups honour the blocks' declared learning-rate multipliers (``param_lr_scale``, see
+"""Shared by the normalisation claim runs (``norm_*.py``) and the other claim scripts that train on a Fashion-MNIST
+subset (``prune_*.py``, ``quant_*.py``): their command-line options, Fashion-MNIST subsets, a plain SGD loop whose
+parameter groups honour the blocks' declared learning-rate multipliers (``param_lr_scale``, see
 ``blockzoo.blocks.norm.bn_init``), evaluation, and the paired-difference verdict rule."""
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable
 
@@ -13,6 +15,39 @@ import torch.nn.functional as F
 from blockzoo.data import Loader, load_dataset
 from blockzoo.report.stats import detectable_difference, mean_std, paired_ttest
 from blockzoo.train.trainer import param_lr_scales
+
+#: the smoke run's sizes (seconds): what a script has of these is set, :func:`parse`'s keywords on top
+SMOKE = dict(train=64, test=32, epochs=1, seeds=2)
+
+
+def add_options(p: argparse.ArgumentParser, *, train: int, test: int | None, epochs: int, batch_size: int = 64,
+                lr: float = 0.1, weight_decay: float | None = None, seeds: int = 3) -> None:
+    """The options of a claim script trained on a Fashion-MNIST subset (``test`` / ``weight_decay`` ``None``: the
+    script has no such option), with ``--threads``, ``--smoke`` and ``--out-dir``."""
+    p.add_argument("--train", type=int, default=train, help="training images (class-stratified subset)")
+    if test is not None:
+        p.add_argument("--test", type=int, default=test, help="test images")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    if weight_decay is not None:
+        p.add_argument("--weight-decay", type=float, default=weight_decay)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
+    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None, **smoke) -> argparse.Namespace:
+    """The parsed options, with the smoke run's sizes (:data:`SMOKE`, ``smoke`` on top) applied under ``--smoke``, and
+    torch's thread count set."""
+    a = p.parse_args(argv)
+    if a.smoke:
+        for k, v in {**SMOKE, **smoke}.items():
+            if hasattr(a, k):
+                setattr(a, k, v)
+    torch.set_num_threads(a.threads)
+    return a
 
 
 def fashion_subsets(train: int, test: int, seed: int = 0):

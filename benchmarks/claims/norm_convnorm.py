@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from norm_common import RULE, accuracy, fashion_subsets, paired_verdict, train  # noqa: E402
+from norm_common import RULE, accuracy, add_options, fashion_subsets, paired_verdict, parse, train  # noqa: E402
 
 from blockzoo import create_block, papers  # noqa: E402
 from blockzoo.blocks.conv.convnorm import ConvNormUnit  # noqa: E402
@@ -83,22 +83,10 @@ def layer_norms(model: nn.Sequential, part, iters: int, size: int = 28) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=600, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=500, help="test images")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    add_options(p, train=600, test=500, epochs=2, lr=0.05, weight_decay=5e-4)
     p.add_argument("--noise", type=float, default=0.2, help="std of the Gaussian pixel noise (0..1 pixel scale)")
     p.add_argument("--iters", type=int, default=30, help="power iterations per spectral norm")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    a = p.parse_args(argv)
-    if a.smoke:
-        a.train, a.test, a.epochs, a.seeds, a.iters = 64, 32, 1, 2, 3
-    torch.set_num_threads(a.threads)
+    a = parse(p, argv, iters=3)
     train_set, test_set = fashion_subsets(a.train, a.test)
     sigma = a.noise / test_set.std[0]   # pixel-scale noise in the loader's normalised units
 

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from norm_common import RULE as PAIRED_RULE  # noqa: E402
-from norm_common import fashion_subsets, paired_verdict, train  # noqa: E402
+from norm_common import add_options, fashion_subsets, paired_verdict, parse, train  # noqa: E402
 
 from blockzoo import create_model, papers  # noqa: E402
 from blockzoo.analysis.robustness import robustness  # noqa: E402
@@ -56,21 +56,9 @@ def appearance_mean(table: dict[str, dict[int, float]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=1000, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=500, help="test images")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    add_options(p, train=1000, test=500, epochs=2, batch_size=16, lr=0.05, weight_decay=5e-4)
     p.add_argument("--norm", default="ibn_a", help="the IBN variant tested against bn (ibn_a or ibn_b)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    a = p.parse_args(argv)
-    if a.smoke:
-        a.train, a.test, a.epochs, a.seeds = 64, 32, 1, 2
-    torch.set_num_threads(a.threads)
+    a = parse(p, argv)
     train_set, test_set = fashion_subsets(a.train, a.test)
     res: dict[str, dict[str, list]] = {v: {"clean": [], "appearance": [], "corrupted": []} for v in ("bn", a.norm)}
     for seed in range(a.seeds):

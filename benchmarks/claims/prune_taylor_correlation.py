@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from norm_common import fashion_subsets, train  # noqa: E402
+from norm_common import add_options, fashion_subsets, parse, train  # noqa: E402
 
 from blockzoo import create_model, papers  # noqa: E402
 from blockzoo.data import Loader  # noqa: E402
@@ -91,20 +91,10 @@ def measure(model, batches, n_filters: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=300, help="training images (class-stratified subset)")
+    add_options(p, train=300, test=None, epochs=2, lr=0.1)
     p.add_argument("--probe", type=int, default=64, help="images the importance and the oracle are measured on")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--filters", type=int, default=32, help="filters sampled per seed")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    a = p.parse_args(argv)
-    if a.smoke:
-        a.train, a.probe, a.epochs, a.filters, a.seeds = 64, 32, 1, 8, 2
-    torch.set_num_threads(a.threads)
+    a = parse(p, argv, probe=32, filters=8)
     train_set, probe_set = fashion_subsets(a.train, a.probe)
     batches = list(Loader(probe_set, a.batch_size, train=False))
     runs = []

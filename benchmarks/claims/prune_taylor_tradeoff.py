@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from norm_common import accuracy, fashion_subsets, train  # noqa: E402
+from norm_common import accuracy, add_options, fashion_subsets, parse, train  # noqa: E402
 
 from blockzoo import create_model, papers  # noqa: E402
 from blockzoo.data import Loader  # noqa: E402
@@ -45,25 +45,13 @@ def verdict_of(drops: list[float], base: list[float] | None = None, tol: float =
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=300, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=300, help="test images")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
+    add_options(p, train=300, test=300, epochs=2, batch_size=32, lr=0.1)
     p.add_argument("--per-step", type=int, default=60, help="groups removed per round")
     p.add_argument("--batches-per-step", type=int, default=2, help="fine-tuning minibatches between removals")
     p.add_argument("--points", default=",".join(map(str, POINTS)), help="MACs fractions, in decreasing order")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--prune-lr", type=float, default=0.01)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    a = p.parse_args(argv)
-    points = tuple(float(v) for v in a.points.split(","))
-    if a.smoke:
-        a.train, a.test, a.epochs, a.seeds, a.per_step, a.batches_per_step = 64, 32, 1, 2, 80, 1
-        points = (0.8,)
-    torch.set_num_threads(a.threads)
+    a = parse(p, argv, per_step=80, batches_per_step=1)
+    points = (0.8,) if a.smoke else tuple(float(v) for v in a.points.split(","))
     train_set, test_set = fashion_subsets(a.train, a.test)
     curves = []
     for seed in range(a.seeds):

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import norm_common  # noqa: E402
 from norm_common import RULE, accuracy, fashion_subsets, paired_verdict, train  # noqa: E402
 
 from blockzoo import create_model, papers  # noqa: E402
@@ -49,26 +50,16 @@ def within_verdict(drops: list[float], limit: float = LIMIT) -> str:
 
 def add_options(p: argparse.ArgumentParser, *, train: int, test: int, calib: int, epochs: int) -> None:
     """The options of the quantization claim scripts (this one and ``quant_qat_recovery.py``)."""
+    norm_common.add_options(p, train=train, test=test, epochs=epochs, lr=0.05)
     p.add_argument("--model", default="resnet20")
-    p.add_argument("--train", type=int, default=train, help="training images (class-stratified subset)")
-    p.add_argument("--test", type=int, default=test, help="test images")
     p.add_argument("--calib", type=int, default=calib, help="calibration images (from the training subset)")
-    p.add_argument("--epochs", type=int, default=epochs, help="float training epochs")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny data, 2 seeds, 1 epoch)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
 
 
-def setup(a: argparse.Namespace):
-    """``(train_set, test_set, calibration batches)`` of the options (the smoke run's tiny sizes applied)."""
-    if a.smoke:
-        a.train, a.test, a.calib, a.epochs, a.seeds = 64, 64, 32, 1, 2
-    torch.set_num_threads(a.threads)
+def setup(p: argparse.ArgumentParser, argv: list[str] | None):
+    """The parsed options and ``(train_set, test_set, calibration batches)`` (the smoke run's tiny sizes applied)."""
+    a = norm_common.parse(p, argv, test=64, calib=32)
     train_set, test_set = fashion_subsets(a.train, a.test)
-    return train_set, test_set, [x for x, _ in Loader(take_subset(train_set, a.calib), 64, train=False)]
+    return a, (train_set, test_set, [x for x, _ in Loader(take_subset(train_set, a.calib), 64, train=False)])
 
 
 def trained_float(a: argparse.Namespace, train_set, seed: int) -> torch.nn.Module:
@@ -82,8 +73,7 @@ def trained_float(a: argparse.Namespace, train_set, seed: int) -> torch.nn.Modul
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_options(p, train=3000, test=2000, calib=256, epochs=3)
-    a = p.parse_args(argv)
-    train_set, test_set, calib = setup(a)
+    a, (train_set, test_set, calib) = setup(p, argv)
     acc: dict[str, list[float]] = {"fp32": [], "int8_per_channel": [], "int8_per_tensor": []}
     for seed in range(a.seeds):
         model = reparameterize(trained_float(a, train_set, seed)).eval()

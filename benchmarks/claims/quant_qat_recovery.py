@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     add_options(p, train=1000, test=1000, calib=128, epochs=2)
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--qat-lr", type=float, default=0.005)
-    a = p.parse_args(argv)
-    train_set, test_set, calib = setup(a)
+    a, (train_set, test_set, calib) = setup(p, argv)
     acc: dict[str, list[float]] = {"fp32": [], "ptq_w4": [], "qat_w4": []}
     for seed in range(a.seeds):
         model = trained_float(a, train_set, seed)
