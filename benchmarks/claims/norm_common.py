@@ -20,17 +20,20 @@ from blockzoo.train.trainer import param_lr_scales
 SMOKE = dict(train=64, test=32, epochs=1, seeds=2)
 
 
-def add_options(p: argparse.ArgumentParser, *, train: int, test: int | None, epochs: int, batch_size: int = 64,
-                lr: float = 0.1, weight_decay: float | None = None, seeds: int = 3) -> None:
-    """The options of a claim script trained on a Fashion-MNIST subset (``test`` / ``weight_decay`` ``None``: the
-    script has no such option), with ``--threads``, ``--smoke`` and ``--out-dir``."""
+def add_options(p: argparse.ArgumentParser, *, train: int, test: int | None, epochs: int,
+                batch_size: int | None = 64, lr: float | None = 0.1, weight_decay: float | None = None,
+                seeds: int = 3) -> None:
+    """The options of a claim script trained on a Fashion-MNIST subset (``test`` / ``batch_size`` / ``lr`` /
+    ``weight_decay`` ``None``: the script has no such option), with ``--threads``, ``--smoke`` and ``--out-dir``."""
     p.add_argument("--train", type=int, default=train, help="training images (class-stratified subset)")
     if test is not None:
         p.add_argument("--test", type=int, default=test, help="test images")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--seeds", type=int, default=seeds)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
+    if batch_size is not None:
+        p.add_argument("--batch-size", type=int, default=batch_size)
+    if lr is not None:
+        p.add_argument("--lr", type=float, default=lr)
     if weight_decay is not None:
         p.add_argument("--weight-decay", type=float, default=weight_decay)
     p.add_argument("--threads", type=int, default=2)

@@ -71,8 +71,9 @@ class GroupBatchNorm2d(nn.Module):
         Claim("eval mode uses the running batch statistics (a fixed per-channel affine map of GN's output)",
               f"{_TEST}::test_eval_uses_running_statistics"),
         Claim("batch size 1 with groups = C reduces to Instance Normalization", f"{_TEST}::test_batch1_groups_c_is_in"),
-        Claim("outperforms GN at every batch size and stabilises training (paper, ImageNet / CIFAR)",
-              status="not checked"),
+        Claim("outperforms GN at every batch size and stabilises training (paper); measured here in resnet20 on a "
+              "Fashion-MNIST subset at batch 8 and 64, same groups", "benchmarks/claims/norm_gn_plus.py",
+              status="measured"),
     ),
     notes="groups as gn (32 or the largest divisor of C below it); momentum and eps are the batch step's (eps also "
           "GN's). The paper's exact formulation could not be read: see the module docstring.",
