@@ -133,6 +133,20 @@ def lab(a: argparse.Namespace) -> Iterator[Lab]:
         yield Lab(a, work)
 
 
+def run_all(p: argparse.ArgumentParser, argv: list[str] | None, modes: tuple[str, ...]):
+    """Parse the options, train the teachers and, per seed, a student in each of ``modes`` (``"labels"`` or a
+    ``--distill`` method); returns ``(options, teacher accuracies, {mode: [accuracy per seed]}, budget line)``."""
+    add_arguments(p)
+    a = parse(p, argv)
+    with lab(a) as runs:
+        t_acc = runs.teachers()
+        acc: dict[str, list[float]] = {m: [] for m in modes}
+        for seed in range(a.seeds):
+            for mode, accs in acc.items():
+                accs.append(runs.student(mode, seed))
+        return a, t_acc, acc, runs.budget()
+
+
 def compare(new: list[float], base: list[float], new_name: str, base_name: str) -> tuple[str, str, dict]:
     """``(verdict by RULE, summary line, paired test as a dict)`` of ``new`` vs ``base`` test accuracies."""
     verdict, test = verdict_of(new, base)

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_common import RULE, add_arguments, compare, lab, parse, teachers_line  # noqa: E402
+from distill_common import RULE, compare, run_all, teachers_line  # noqa: E402
 
 from blockzoo import papers  # noqa: E402
 from blockzoo.report.verdicts import write_verdict  # noqa: E402
@@ -40,16 +40,9 @@ THRESHOLDS = ("FerKD's calibration threshold (0.5 teacher probability of the tru
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    a = parse(p, argv)
-    with lab(a) as runs:
-        t_acc = runs.teachers()
-        acc: dict[str, list[float]] = {"labels": [], "ferkd": [], "meal_v2": []}
-        for seed in range(a.seeds):
-            for mode, accs in acc.items():
-                accs.append(runs.student(mode, seed))
-        budget = f"{runs.budget()}; {THRESHOLDS}"
+    a, t_acc, acc, budget = run_all(argparse.ArgumentParser(description=__doc__.splitlines()[0]), argv,
+                                    ("labels", "ferkd", "meal_v2"))
+    budget = f"{budget}; {THRESHOLDS}"
     results = {"test_acc": acc, "teacher_test_acc": t_acc}
     for name, base, base_name, claim in (
             ("distill_ferkd", "labels", "labels",

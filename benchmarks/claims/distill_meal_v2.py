@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_common import RULE, add_arguments, compare, lab, parse, teachers_line, verdict_of  # noqa: E402
+from distill_common import RULE, compare, run_all, teachers_line, verdict_of  # noqa: E402
 
 from blockzoo import papers  # noqa: E402
 from blockzoo.report.verdicts import write_verdict  # noqa: E402
@@ -29,16 +29,8 @@ __all__ = ["main", "verdict_of"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    a = parse(p, argv)
-    with lab(a) as runs:
-        t_acc = runs.teachers()
-        acc: dict[str, list[float]] = {"labels": [], "meal_v2": []}
-        for seed in range(a.seeds):
-            for mode, accs in acc.items():
-                accs.append(runs.student(mode, seed))
-        budget = runs.budget()
+    a, t_acc, acc, budget = run_all(argparse.ArgumentParser(description=__doc__.splitlines()[0]), argv,
+                                    ("labels", "meal_v2"))
     verdict, line, paired = compare(acc["meal_v2"], acc["labels"], "MEAL V2", "labels")
     summary = f"{line}; {teachers_line(t_acc)}"
     path = write_verdict(
