@@ -15,7 +15,7 @@ import torch
 
 from blockzoo.errors import ConfigError, InputShapeError
 
-__all__ = ["tracing", "check_int", "check_positive", "check_choice", "check_odd", "check_input"]
+__all__ = ["tracing", "check_int", "check_counts", "check_positive", "check_choice", "check_odd", "check_input"]
 
 
 def tracing() -> bool:
@@ -40,6 +40,13 @@ def check_int(value: Any, name: str, *, min_value: int | None = None, owner: str
     if min_value is not None and value < min_value:
         raise ConfigError(f"{_where(owner)}{name} must be an integer >= {min_value}, got {value!r}")
     return value
+
+
+def check_counts(owner: str, **values: Any) -> None:
+    """Each keyword's value must be an integer >= 1 (:func:`check_int`), checked in the order given: a conv unit's
+    ``in_channels``, ``out_channels``, ``stride``, ``groups`` ..."""
+    for name, value in values.items():
+        check_int(value, name, min_value=1, owner=owner)
 
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False, owner: str = "") -> float:

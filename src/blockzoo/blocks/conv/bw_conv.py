@@ -31,7 +31,7 @@ import torch.nn as nn
 from blockzoo import papers
 from blockzoo.blocks.common.layers import ConvNormAct
 from blockzoo.blocks.norm.iternorm import IterNorm
-from blockzoo.checks import check_groups, check_int, check_odd
+from blockzoo.checks import check_counts, check_groups, check_odd
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["BWConv"]
@@ -54,9 +54,7 @@ class BWConv(nn.Sequential):
                  norm="bn", act="relu", *, kernel_size: int = 3, group_size: int = 64, T: int = 5,
                  momentum: float = 0.1, affine: bool = True, bias: bool = False):
         out_channels = out_channels or in_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                            ("groups", groups)):
-            check_int(value, name, min_value=1, owner="bw_conv")
+        check_counts("bw_conv", in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups)
         check_odd(kernel_size, "kernel_size", owner="bw_conv")
         check_groups(in_channels, out_channels, groups, owner="bw_conv")
         super().__init__()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import make_act, make_norm
-from blockzoo.checks import check_groups, check_int, check_odd, check_positive
+from blockzoo.checks import check_counts, check_groups, check_odd, check_positive
 from blockzoo.registry import Claim, Requires, register_block
 
 __all__ = ["ConvNormUnit", "kernel_preconditioner"]
@@ -65,9 +65,8 @@ class ConvNormUnit(nn.Module):
                  eps: float = 1e-8):
         super().__init__()
         out_channels = out_channels or in_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                            ("groups", groups), ("kernel_size", kernel_size)):
-            check_int(value, name, min_value=1, owner="convnorm")
+        check_counts("convnorm", in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups,
+                     kernel_size=kernel_size)
         check_odd(kernel_size, "kernel_size", owner="convnorm")
         check_positive(eps, "eps", owner="convnorm")
         check_groups(in_channels, out_channels, groups, owner="convnorm")

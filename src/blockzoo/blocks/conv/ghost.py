@@ -55,7 +55,7 @@ from blockzoo.blocks.attention.dfc import DFCAttention
 from blockzoo.blocks.attention.se import se_value_divisible
 from blockzoo.blocks.common.drop import make_drop_path
 from blockzoo.blocks.common.layers import ConvNormAct, make_norm, out_size
-from blockzoo.checks import check_choice, check_int, check_odd
+from blockzoo.checks import check_choice, check_counts, check_int, check_odd
 from blockzoo.registry import Claim, IncompatibleBlockError, Requires, build_slot, register_block
 
 __all__ = ["GhostModule", "GhostModuleV2", "GhostBottleneck", "intrinsic_channels"]
@@ -81,9 +81,7 @@ class GhostModule(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, groups: int = 1,
                  norm: Any = "bn", act: Any = "relu", *, ratio: int = 2, dw_size: int = 3):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                            ("groups", groups)):
-            check_int(value, name, min_value=1, owner="ghost")
+        check_counts("ghost", in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups)
         check_int(ratio, "ratio", min_value=2, owner="ghost")
         check_odd(kernel_size, "kernel_size", owner="ghost")
         check_odd(dw_size, "dw_size", owner="ghost")

@@ -54,7 +54,7 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import ConvNormAct, make_norm
-from blockzoo.checks import check_int
+from blockzoo.checks import check_counts, check_int
 from blockzoo.errors import ConfigError, IncompatibleBlockError
 from blockzoo.registry import Claim, Requires, register_block
 
@@ -136,9 +136,7 @@ class MGICConv(nn.Module):
                  level_block: LevelBlock | None = None):
         super().__init__()
         out_channels = out_channels or in_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                            ("groups", groups)):
-            check_int(value, name, min_value=1, owner="mgic")
+        check_counts("mgic", in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups)
         if groups != 1:
             raise IncompatibleBlockError(
                 f"'mgic' builds its own grouped convolutions (group size {group_size}) and cannot replace a grouped "

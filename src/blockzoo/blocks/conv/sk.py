@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from blockzoo import papers
 from blockzoo.blocks.common.layers import ConvNormAct, make_act, make_norm
-from blockzoo.checks import check_groups, check_int, tracing
+from blockzoo.checks import check_counts, check_groups, tracing
 from blockzoo.errors import InputShapeError
 from blockzoo.registry import Claim, Requires, register_block
 
@@ -64,10 +64,8 @@ class SelectiveKernel(nn.Module):
                  fc_norm="bn", fc_act="relu"):
         super().__init__()
         out_channels = out_channels or in_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                            ("groups", groups), ("branches", branches), ("reduction", reduction),
-                            ("min_dim", min_dim)):
-            check_int(value, name, min_value=1, owner="sk")
+        check_counts("sk", in_channels=in_channels, out_channels=out_channels, stride=stride, groups=groups,
+                     branches=branches, reduction=reduction, min_dim=min_dim)
         check_groups(in_channels, out_channels, groups, owner="sk")
         self.in_channels, self.out_channels, self.num_branches = in_channels, out_channels, branches
         self.hidden = sk_hidden_dim(out_channels, reduction, min_dim)
