@@ -1,7 +1,9 @@
 """What the connection claim runs (``connection_shallow.py``, S012; ``connection_hyper.py``, S001) share: the data
 (a Fashion-MNIST subset, average-pooled 2x to 14 x 14 inside the model to fit the CPU budget; synthetic data for the
 smoke runs), the training call (:func:`blockzoo.train.train`, SGD with momentum or AdamW, cosine schedule, no
-augmentation) and the command-line options every such script has."""
+augmentation) and the command-line options every such script has. The other claim runs trained through
+:func:`blockzoo.train.train` on a subset of a registered dataset (``elu_depth.py``, ``gcp_lr_decay.py``,
+``gradinit_no_norm.py``) share the data part: :func:`add_data_options` and :func:`load`."""
 from __future__ import annotations
 
 import argparse
@@ -17,13 +19,18 @@ from blockzoo.train import TrainConfig, train
 
 
 def add_options(p: argparse.ArgumentParser, *, subset: int, epochs: int, seeds: int, lr: float) -> None:
-    p.add_argument("--subset", type=int, default=subset, help="Fashion-MNIST training images")
-    p.add_argument("--test-subset", type=int, default=2000, help="Fashion-MNIST test (validation) images")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                    help="sgd: momentum 0.9, weight decay 5e-4; adamw: weight decay 0.05 (DeiT's)")
+    add_data_options(p, subset=subset, seeds=seeds)
+
+
+def add_data_options(p: argparse.ArgumentParser, *, subset: int, seeds: int) -> None:
+    """The data, seed, thread and output options of a claim run trained on a dataset subset."""
+    p.add_argument("--subset", type=int, default=subset, help="Fashion-MNIST training images")
+    p.add_argument("--test-subset", type=int, default=2000, help="Fashion-MNIST test (validation) images")
     p.add_argument("--seeds", type=int, default=seeds)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", default="fashion-mnist", help="a registered dataset (the smoke run: synthetic)")
@@ -32,10 +39,13 @@ def add_options(p: argparse.ArgumentParser, *, subset: int, epochs: int, seeds: 
     p.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder, removed after)")
 
 
-def load(a: argparse.Namespace):
-    """``(train, test)`` datasets of the options (the smoke run: 128 / 64 synthetic 16 x 16 images, 1 epoch)."""
+def load(a: argparse.Namespace, **smoke):
+    """``(train, test)`` datasets of the options. The smoke run: synthetic 16 x 16 images, 128 / 64 of them, 1 epoch,
+    2 seeds, ``smoke`` on top (each applied where the script has that option)."""
     if a.smoke:
-        a.data, a.subset, a.test_subset, a.epochs, a.seeds = "synthetic", 128, 64, 1, 2
+        for k, v in {"data": "synthetic", "subset": 128, "test_subset": 64, "epochs": 1, "seeds": 2, **smoke}.items():
+            if hasattr(a, k):
+                setattr(a, k, v)
     opts = {"num_classes": 10, "image_size": 16, "channels": 1} if a.data == "synthetic" else {}
     return (load_dataset(a.data, "train", subset=a.subset, seed=0, **opts),
             load_dataset(a.data, "test", subset=a.test_subset, seed=0, **opts))

@@ -23,9 +23,12 @@ import torch
 import torch.nn as nn
 
 from blockzoo import create_block, papers
-from blockzoo.data import load_dataset
 from blockzoo.report.stats import detectable_difference, mean_std, paired_ttest
 from blockzoo.report.verdicts import write_verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from connection_common import add_data_options, load  # noqa: E402
+
 from blockzoo.train import TrainConfig, train
 
 NAME = "elu_depth"
@@ -71,25 +74,14 @@ def run(act: str, seed: int, a: argparse.Namespace, tr, te, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--subset", type=int, default=6000, help="Fashion-MNIST training images")
-    p.add_argument("--test-subset", type=int, default=2000)
     p.add_argument("--depth", type=int, default=8, help="hidden layers (the claim: more than 5)")
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", default="fashion-mnist", help="a registered dataset (the smoke run: synthetic)")
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run on synthetic data (not a verdict)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    p.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder, removed after)")
+    add_data_options(p, subset=6000, seeds=5)
     a = p.parse_args(argv)
-    if a.smoke:
-        a.data, a.subset, a.test_subset, a.epochs, a.seeds = "synthetic", 256, 128, 2, 2
-    opts = {"num_classes": 10, "image_size": 16, "channels": 1} if a.data == "synthetic" else {}
-    tr = load_dataset(a.data, "train", subset=a.subset, seed=0, **opts)
-    te = load_dataset(a.data, "test", subset=a.test_subset, seed=0, **opts)
+    tr, te = load(a, subset=256, test_subset=128, epochs=2)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.work_dir or tmp)
         res = {act: [run(act, s, a, tr, te, work) for s in range(a.seeds)] for act in ("elu", "relu")}

@@ -20,9 +20,12 @@ import tempfile
 from pathlib import Path
 
 from blockzoo import papers
-from blockzoo.data import load_dataset
 from blockzoo.report.stats import detectable_difference, mean_std, paired_ttest
 from blockzoo.report.verdicts import write_verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from connection_common import add_data_options, load  # noqa: E402
+
 from blockzoo.train import TrainConfig, train
 
 NAME = "gcp_lr_decay"
@@ -49,23 +52,12 @@ def run(head: str, epochs: int, seed: int, a: argparse.Namespace, tr, te, out: P
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--subset", type=int, default=3000, help="Fashion-MNIST training images")
-    p.add_argument("--test-subset", type=int, default=2000)
     p.add_argument("--long", type=int, default=4, help="epochs of the long schedule")
     p.add_argument("--short", type=int, default=2, help="epochs of the short (fast-decay) schedule")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", default="fashion-mnist", help="a registered dataset (the smoke run: synthetic)")
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run on synthetic data (not a verdict)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    p.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder, removed after)")
+    add_data_options(p, subset=3000, seeds=3)
     a = p.parse_args(argv)
-    if a.smoke:
-        a.data, a.subset, a.test_subset, a.long, a.short, a.seeds, a.batch_size = "synthetic", 64, 32, 2, 1, 2, 32
-    opts = {"num_classes": 10, "image_size": 16, "channels": 1} if a.data == "synthetic" else {}
-    tr = load_dataset(a.data, "train", subset=a.subset, seed=0, **opts)
-    te = load_dataset(a.data, "test", subset=a.test_subset, seed=0, **opts)
+    tr, te = load(a, subset=64, test_subset=32, long=2, short=1, batch_size=32)
     seeds = range(a.seeds)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.work_dir or tmp)

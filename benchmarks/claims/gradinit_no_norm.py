@@ -22,9 +22,12 @@ from pathlib import Path
 import torch
 
 from blockzoo import papers
-from blockzoo.data import load_dataset
 from blockzoo.report.stats import detectable_difference, mean_std, paired_ttest
 from blockzoo.report.verdicts import write_verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from connection_common import add_data_options, load  # noqa: E402
+
 from blockzoo.train import TrainConfig, train
 from blockzoo.train.trainer import NonFiniteLossError
 
@@ -59,25 +62,14 @@ def run(iters: int, seed: int, a: argparse.Namespace, tr, te, out: Path) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--subset", type=int, default=3000, help="Fashion-MNIST training images")
-    p.add_argument("--test-subset", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--gradinit-iters", type=int, default=50)
     p.add_argument("--gradinit-lr", type=float, default=5e-2)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", default="fashion-mnist", help="a registered dataset (the smoke run: synthetic)")
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run on synthetic data (not a verdict)")
-    p.add_argument("--out-dir", default=None, help="verdict folder (default benchmarks/results/claims)")
-    p.add_argument("--work-dir", default=None, help="run folders (default: a temporary folder, removed after)")
+    add_data_options(p, subset=3000, seeds=3)
     a = p.parse_args(argv)
-    if a.smoke:
-        a.data, a.subset, a.test_subset, a.epochs, a.seeds, a.gradinit_iters = "synthetic", 128, 64, 1, 2, 2
-    opts = {"num_classes": 10, "image_size": 16, "channels": 1} if a.data == "synthetic" else {}
     torch.set_flush_denormal(True)   # an unnormalised net's tiny activations would run at denormal speed on CPU
-    tr = load_dataset(a.data, "train", subset=a.subset, seed=0, **opts)
-    te = load_dataset(a.data, "test", subset=a.test_subset, seed=0, **opts)
+    tr, te = load(a, gradinit_iters=2)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.work_dir or tmp)
         res = {arm: [run(iters, s, a, tr, te, work) for s in range(a.seeds)]
